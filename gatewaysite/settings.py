@@ -1,0 +1,179 @@
+"""Settings, read from the environment in this one place.
+
+With nothing set, the gateway runs as the embedded demo: SQLite, no Redis, DEBUG on, development
+secrets. With DEBUG off, SECRET_KEY and FIELD_ENCRYPTION_KEYS must be given: startup stops with a
+clear message instead of falling back to a default.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DEBUG: bool = env.bool("DEBUG", default=True)
+
+# Development-only fallbacks: never used when DEBUG is off.
+_DEMO_SECRET_KEY = "demo-insecure-secret-key-do-not-use-in-production"
+_DEMO_FIELD_KEY = "ZGVtby1pbnNlY3VyZS1maWVsZC1rZXktMzItYnl0ZXM="  # base64 of a 32-byte demo key
+
+
+def _required_in_production(name: str, demo_value: str) -> str:
+    value: str = env.str(name, default="")
+    if value:
+        return value
+    if DEBUG:
+        return demo_value
+    raise ImproperlyConfigured(
+        f"{name} is not set. With DEBUG off the gateway refuses to start on a default {name}: "
+        f"set it in the environment (see README, 'Configuration')."
+    )
+
+
+SECRET_KEY = _required_in_production("SECRET_KEY", _DEMO_SECRET_KEY)
+# Comma-separated Fernet keys; the first encrypts, all decrypt (rotation: prepend a new key, then
+# run `manage.py rotate_encryption_keys`).
+FIELD_ENCRYPTION_KEYS: list[str] = [
+    k.strip() for k in _required_in_production("FIELD_ENCRYPTION_KEYS", _DEMO_FIELD_KEY).split(",") if k.strip()
+]
+
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else ["localhost", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "routes",
+    "usage",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "gatewaysite.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "gatewaysite.wsgi.application"
+ASGI_APPLICATION = "gatewaysite.asgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The serving half writes usage from a worker thread while the admin writes too.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20})
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+# Empty means "no Redis": the embedded demo (in-process snapshot invalidation, direct usage writes).
+REDIS_URL: str = env.str("REDIS_URL", default="")
+
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["routes.api.authentication.GatewayKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "routes.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LLM governance gateway",
+    "DESCRIPTION": "Routes, keys, limits and usage; serving endpoints for the MLflow and OpenAI API families.",
+    "VERSION": "0.1.0",
+    # Swagger UI served from our own static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL and env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
+# ---- Serving half
+GATEWAY = {
+    # Largest request body the serving endpoints accept (bytes); larger → 413.
+    "MAX_BODY_BYTES": env.int("GATEWAY_MAX_BODY_BYTES", default=1_048_576),
+    # How often each process checks whether routes/keys changed (seconds); changes are seen within
+    # twice this.
+    "SNAPSHOT_POLL_SECONDS": env.float("GATEWAY_SNAPSHOT_POLL_SECONDS", default=1.0),
+    # Default total upstream timeout (seconds) for a route that sets none.
+    "UPSTREAM_TIMEOUT_SECONDS": env.float("GATEWAY_UPSTREAM_TIMEOUT_SECONDS", default=60.0),
+    "UPSTREAM_CONNECT_TIMEOUT_SECONDS": env.float("GATEWAY_UPSTREAM_CONNECT_TIMEOUT_SECONDS", default=10.0),
+    # Usage records are written in batches by a background task every this many seconds.
+    "USAGE_FLUSH_SECONDS": env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.5),
+    # Public base URL used to build route_url / endpoint_url (empty: from the request).
+    "PUBLIC_URL": env.str("GATEWAY_PUBLIC_URL", default=""),
+    "PAGE_SIZE": env.int("GATEWAY_PAGE_SIZE", default=50),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

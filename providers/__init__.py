@@ -1,0 +1,1 @@
+"""Provider adapters: pure Python, no Django. Standard request/response types live in `base`."""

@@ -1,0 +1,197 @@
+"""The pooled upstream HTTP client and `execute`, the one place where a provider call does I/O.
+
+One `UpstreamClient` per process (the serving app's lifespan creates and closes it): an
+`httpx.AsyncClient` over `httpx_aiohttp.AiohttpTransport`, i.e. httpx's API at aiohttp's speed.
+
+Every transport failure becomes a `GatewayError` with a fixed message: exception texts name hosts
+and URLs, which callers must not see. The original exception stays chained (`__cause__`) for logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import httpx
+import httpx_aiohttp
+import orjson
+
+from providers.base import (
+    GatewayError,
+    Provider,
+    StdRequest,
+    StdResponse,
+    Target,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+DEFAULT_TIMEOUT = 60.0  # seconds, the whole call: connect, send, wait, read
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_MAX_BODY = 32 * 1024 * 1024  # no LLM answer is this large; a bigger body is a fault
+
+
+class UpstreamClient:
+    """A pooled HTTP client for upstream calls. Create one per process and `aclose()` it at shutdown.
+
+    `transport` is for tests only (e.g. `httpx.MockTransport`); production uses aiohttp's.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_connections: int = 200,
+        max_keepalive_connections: int = 50,
+        max_body_bytes: int = DEFAULT_MAX_BODY,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_keepalive_connections
+        )
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_body_bytes = max_body_bytes
+        self._http = httpx.AsyncClient(
+            transport=transport or httpx_aiohttp.AiohttpTransport(limits=limits),
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            follow_redirects=False,
+        )
+
+    async def send(self, req: UpstreamRequest, *, timeout: float | None = None) -> UpstreamResponse:
+        """Send `req` and read the whole answer within `timeout` seconds (default: the client's).
+
+        Any status is returned as is. Raises `UpstreamTimeout` (504) when time runs out,
+        `UpstreamUnavailable` (502) when the connection fails or closes early or the answer is not
+        HTTP, `UpstreamBadResponse` (502) when the body exceeds `max_body_bytes`.
+        """
+        total = self.timeout if timeout is None else timeout
+        content, headers = _encode_body(req)
+        try:
+            async with asyncio.timeout(total):
+                return await self._exchange(req, content, headers, total)
+        except GatewayError:
+            raise
+        except TimeoutError as exc:
+            raise _timeout_error(total) from exc
+        except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError) as exc:
+            if _is_timeout(exc):
+                raise _timeout_error(total) from exc
+            raise UpstreamUnavailable(
+                "The upstream provider could not be reached or closed the connection "
+                "before a complete answer."
+            ) from exc
+
+    async def _exchange(
+        self, req: UpstreamRequest, content: bytes | None, headers: dict[str, str], total: float
+    ) -> UpstreamResponse:
+        request = self._http.build_request(
+            req.method,
+            req.url,
+            params=dict(req.params) if req.params else None,
+            headers=headers,
+            content=content,
+            timeout=httpx.Timeout(total, connect=min(self.connect_timeout, total)),
+        )
+        response = await self._http.send(request, stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise UpstreamBadResponse("The upstream provider's answer is too large.")
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        return UpstreamResponse(status=response.status_code, headers=response.headers, body=b"".join(chunks))
+
+    async def aclose(self) -> None:
+        """Close the pool. The client cannot be used afterwards."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> UpstreamClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+async def execute(
+    provider: Provider,
+    target: Target,
+    request: StdRequest,
+    *,
+    client: UpstreamClient | None,
+    timeout: float | None = None,
+) -> StdResponse:
+    """Answer `request` through `provider` for `target`: the standard response, or a GatewayError.
+
+    Local providers (`needs_network = False`) answer without I/O and need no client. Otherwise a
+    non-2xx answer raises `provider.map_error(...)`; a 2xx body that cannot be parsed raises
+    `UpstreamBadResponse`.
+    """
+    if not provider.needs_network:
+        return provider.answer_locally(target, request)
+    if client is None:
+        raise RuntimeError(f"Provider '{provider.name}' needs an UpstreamClient.")
+    upstream_request = provider.build_request(target, request)
+    response = await client.send(upstream_request, timeout=timeout)
+    if not 200 <= response.status < 300:
+        raise _mapped_error(provider, target, response)
+    try:
+        return provider.parse_response(target, request, response)
+    except GatewayError:
+        raise
+    except Exception as exc:
+        raise UpstreamBadResponse(
+            "The upstream provider answered with a body the gateway cannot read."
+        ) from exc
+
+
+def _mapped_error(provider: Provider, target: Target, response: UpstreamResponse) -> GatewayError:
+    try:
+        return provider.map_error(target, response)
+    except Exception:
+        # A bug in an error mapper must not turn a vendor error into a 500 with a stack trace.
+        return UpstreamError(f"The upstream provider answered with HTTP {response.status}.")
+
+
+def _encode_body(req: UpstreamRequest) -> tuple[bytes | None, dict[str, str]]:
+    headers = dict(req.headers)
+    if req.json is None:
+        return None, headers
+    if not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = "application/json"
+    return orjson.dumps(req.json), headers
+
+
+def _timeout_error(total: float) -> UpstreamTimeout:
+    return UpstreamTimeout(f"The upstream provider did not answer within {total:g} s.")
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """True if `exc` stems from a timeout.
+
+    httpx_aiohttp maps every `aiohttp.ClientConnectionError` (refused connection, server
+    disconnected) to `httpx.ConnectTimeout`, so the httpx class alone cannot be trusted: look at
+    the aiohttp exception it wraps.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__
+    if any(isinstance(e, TimeoutError) for e in chain):
+        return True
+    if any(isinstance(e, aiohttp.ClientError) for e in chain):
+        return False
+    return isinstance(exc, httpx.TimeoutException)
+
+
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "UpstreamClient", "execute"]

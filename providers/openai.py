@@ -1,0 +1,337 @@
+"""OpenAI, Azure OpenAI, and OpenAI-compatible servers (vLLM, Ollama, llama.cpp, LM Studio...).
+
+Config keys are MLflow's (`mlflow/gateway/config.py`, `OpenAIConfig`):
+
+- `openai_api_key` (secret): the API key; for `azuread`, the Entra ID bearer token.
+- `openai_api_type`: `openai` (default), `azure` or `azuread`; case-insensitive.
+- `openai_api_base`: default `https://api.openai.com/v1` for `openai`; required for Azure
+  (`https://<resource>.openai.azure.com`).
+- `openai_api_version`: required for Azure (sent as `?api-version=`); sent too for `openai` if set.
+- `openai_deployment_name`: required for Azure, refused for `openai` (as MLflow does).
+- `openai_organization`: `OpenAI-Organization` header; refused for Azure (as MLflow does).
+
+The key is required for OpenAI's own API (the default base, or any `api.openai.com` base) and for
+Azure. It is optional for any other base: local OpenAI-compatible servers usually want none, and
+without a key no `Authorization` header is sent.
+
+Wire shapes: `openai` sends `Authorization: Bearer KEY` to `{base}/chat/completions`,
+`{base}/completions` and `{base}/embeddings` with `model` in the body; `azure` sends `api-key: KEY`
+to `{base}/openai/deployments/{deployment}/{path}?api-version=...` with no `model` (the deployment
+names it); `azuread` has Azure's URL shape and `Authorization: Bearer TOKEN`. A completions route
+calls the completions API, which only instruct models serve on OpenAI (chat models need a chat route).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+from providers.base import (
+    ChatChoice,
+    ChatMessage,
+    ChatRequest,
+    ChatResponse,
+    CommonParams,
+    CompletionChoice,
+    CompletionsRequest,
+    CompletionsResponse,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    GatewayError,
+    InvalidRequest,
+    Provider,
+    ProviderConfigError,
+    RouteType,
+    Secrets,
+    StdRequest,
+    StdResponse,
+    Target,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamResponse,
+    Usage,
+)
+from providers.common import load_json, retry_after_seconds, safe_vendor_message, vendor_error_message
+
+DEFAULT_API_BASE = "https://api.openai.com/v1"
+API_TYPES = ("openai", "azure", "azuread")
+AZURE_TYPES = ("azure", "azuread")
+PATHS = {
+    RouteType.CHAT: "chat/completions",
+    RouteType.COMPLETIONS: "completions",
+    RouteType.EMBEDDINGS: "embeddings",
+}
+_BAD_REQUEST_STATUSES = frozenset({400, 404, 413, 422})
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAISettings:
+    """The non-secret part of a route's config, resolved with MLflow's defaults."""
+
+    api_type: str
+    api_base: str
+    api_version: str | None = None
+    deployment_name: str | None = None
+    organization: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> OpenAISettings:
+        api_type = str(config.get("openai_api_type") or "openai").strip().lower()
+        base = str(config.get("openai_api_base") or "").strip().rstrip("/")
+        if not base and api_type == "openai":
+            base = DEFAULT_API_BASE
+        return cls(
+            api_type=api_type,
+            api_base=base,
+            api_version=_optional_str(config.get("openai_api_version")),
+            deployment_name=_optional_str(config.get("openai_deployment_name")),
+            organization=_optional_str(config.get("openai_organization")),
+        )
+
+    @property
+    def is_azure(self) -> bool:
+        return self.api_type in AZURE_TYPES
+
+    @property
+    def key_required(self) -> bool:
+        return self.is_azure or urlsplit(self.api_base).hostname == "api.openai.com"
+
+
+# ---------------------------------------------------------------- request mapping (pure)
+
+
+def params_to_vendor(params: CommonParams) -> dict[str, Any]:
+    """CommonParams → OpenAI's body fields; None values are left out, `n` only when not 1."""
+    body: dict[str, Any] = {}
+    if params.temperature is not None:
+        body["temperature"] = params.temperature * OpenAIProvider.temperature_scale
+    optional = {
+        "max_tokens": params.max_tokens,
+        "stop": list(params.stop) if params.stop else None,
+        "top_p": params.top_p,
+        "presence_penalty": params.presence_penalty,
+        "frequency_penalty": params.frequency_penalty,
+    }
+    body.update({key: value for key, value in optional.items() if value is not None})
+    if params.n != 1:
+        body["n"] = params.n
+    return body
+
+
+def chat_to_vendor(request: ChatRequest) -> dict[str, Any]:
+    messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    return {"messages": messages, **params_to_vendor(request.params)}
+
+
+def completions_to_vendor(request: CompletionsRequest) -> dict[str, Any]:
+    return {"prompt": request.prompt, **params_to_vendor(request.params)}
+
+
+def embeddings_to_vendor(request: EmbeddingsRequest) -> dict[str, Any]:
+    return {"input": list(request.inputs)}
+
+
+def to_vendor_body(request: StdRequest) -> dict[str, Any]:
+    if isinstance(request, ChatRequest):
+        return chat_to_vendor(request)
+    if isinstance(request, CompletionsRequest):
+        return completions_to_vendor(request)
+    return embeddings_to_vendor(request)
+
+
+def build_upstream_request(
+    settings: OpenAISettings, *, model: str, api_key: str | None, request: StdRequest
+) -> UpstreamRequest:
+    """The HTTP request for `request`, in OpenAI's or Azure's URL and auth shape."""
+    path = PATHS[request.route_type]
+    headers: dict[str, str] = {}
+    body = to_vendor_body(request)
+    if settings.is_azure:
+        deployment = quote(settings.deployment_name or "", safe="")
+        url = f"{settings.api_base}/openai/deployments/{deployment}/{path}"
+        if api_key and settings.api_type == "azure":
+            headers["api-key"] = api_key
+        elif api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+    else:
+        url = f"{settings.api_base}/{path}"
+        body = {"model": model, **body}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        if settings.organization:
+            headers["OpenAI-Organization"] = settings.organization
+    params = {"api-version": settings.api_version} if settings.api_version else None
+    return UpstreamRequest(method="POST", url=url, headers=headers, json=body, params=params)
+
+
+# ---------------------------------------------------------------- response parsing (pure)
+
+
+def usage_from_vendor(data: Mapping[str, Any], *, embeddings: bool = False) -> Usage:
+    """OpenAI's `usage` → Usage; all None when the server reported none (some compatible ones)."""
+    usage = data.get("usage")
+    if not isinstance(usage, Mapping):
+        return Usage()
+    prompt = _optional_int(usage.get("prompt_tokens"))
+    completion = _optional_int(usage.get("completion_tokens"))
+    if embeddings and completion is None and prompt is not None:
+        completion = 0
+    return Usage(input_tokens=prompt, output_tokens=completion, total_tokens=_optional_int(usage.get("total_tokens")))
+
+
+def chat_from_vendor(data: Mapping[str, Any], *, default_model: str) -> ChatResponse:
+    choices = [
+        ChatChoice(
+            index=int(c.get("index", i)),
+            message=ChatMessage(
+                role=str(c["message"].get("role") or "assistant"),
+                content=str(c["message"].get("content") or ""),
+            ),
+            finish_reason=c.get("finish_reason"),
+        )
+        for i, c in enumerate(data["choices"])
+    ]
+    return ChatResponse(
+        model=str(data.get("model") or default_model),
+        choices=choices,
+        usage=usage_from_vendor(data),
+        id=data.get("id"),
+        created=_optional_int(data.get("created")),
+    )
+
+
+def completions_from_vendor(data: Mapping[str, Any], *, default_model: str) -> CompletionsResponse:
+    choices = [
+        CompletionChoice(index=int(c.get("index", i)), text=str(c["text"]), finish_reason=c.get("finish_reason"))
+        for i, c in enumerate(data["choices"])
+    ]
+    return CompletionsResponse(
+        model=str(data.get("model") or default_model),
+        choices=choices,
+        usage=usage_from_vendor(data),
+        id=data.get("id"),
+        created=_optional_int(data.get("created")),
+    )
+
+
+def embeddings_from_vendor(data: Mapping[str, Any], *, default_model: str) -> EmbeddingsResponse:
+    items = sorted(data["data"], key=lambda item: int(item["index"]))
+    return EmbeddingsResponse(
+        model=str(data.get("model") or default_model),
+        embeddings=[[float(x) for x in item["embedding"]] for item in items],
+        usage=usage_from_vendor(data, embeddings=True),
+    )
+
+
+def from_vendor_body(request: StdRequest, data: Any, *, default_model: str) -> StdResponse:
+    if not isinstance(data, Mapping):
+        raise TypeError("response body is not a JSON object")
+    if isinstance(request, ChatRequest):
+        return chat_from_vendor(data, default_model=default_model)
+    if isinstance(request, CompletionsRequest):
+        return completions_from_vendor(data, default_model=default_model)
+    return embeddings_from_vendor(data, default_model=default_model)
+
+
+# ---------------------------------------------------------------- errors (pure)
+
+
+def error_from_vendor(response: UpstreamResponse, secrets: Secrets) -> GatewayError:
+    """A vendor error answer → the GatewayError callers see (never with a credential in it)."""
+    status = response.status
+    if status in (401, 403):
+        # OpenAI echoes part of the key in its 401 message: say nothing of what it said.
+        return UpstreamError(
+            "The upstream provider rejected the gateway's credentials for this route.",
+            code="UPSTREAM_AUTH_FAILED",
+        )
+    message = safe_vendor_message(vendor_error_message(response.body), secrets)
+    if status in _BAD_REQUEST_STATUSES:
+        return InvalidRequest(
+            f"The upstream provider rejected the request: {message or f'HTTP {status}'}",
+            code="UPSTREAM_BAD_REQUEST",
+        )
+    if status == 429:
+        return UpstreamError(
+            "The upstream provider's rate limit was reached" + (f": {message}" if message else "."),
+            code="UPSTREAM_RATE_LIMITED",
+            retry_after=retry_after_seconds(response.headers),
+        )
+    return UpstreamError(
+        f"The upstream provider answered with HTTP {status}" + (f": {message}" if message else "."),
+        code="UPSTREAM_ERROR",
+    )
+
+
+# ---------------------------------------------------------------- the provider
+
+
+class OpenAIProvider(Provider):
+    name: ClassVar[str] = "openai"
+    route_types: ClassVar[frozenset[RouteType]] = frozenset(RouteType)
+    secret_fields: ClassVar[tuple[str, ...]] = ("openai_api_key",)
+    config_fields: ClassVar[tuple[str, ...]] = (
+        "openai_api_type",
+        "openai_api_base",
+        "openai_api_version",
+        "openai_deployment_name",
+        "openai_organization",
+    )
+    # Which fields are required depends on the API type and base: see validate_config.
+    required_fields: ClassVar[tuple[str, ...]] = ()
+    temperature_scale: ClassVar[float] = 1.0
+
+    def validate_config(
+        self, *, route_type: RouteType, config: Mapping[str, Any], secrets: Mapping[str, str]
+    ) -> None:
+        super().validate_config(route_type=route_type, config=config, secrets=secrets)
+        settings = OpenAISettings.from_config(config)
+        if settings.api_type not in API_TYPES:
+            raise ProviderConfigError(
+                f"Invalid openai_api_type '{config.get('openai_api_type')}' (use one of: {', '.join(API_TYPES)})."
+            )
+        if settings.is_azure:
+            missing = [
+                name
+                for name in ("openai_api_base", "openai_deployment_name", "openai_api_version")
+                if not _optional_str(config.get(name))
+            ]
+            if missing:
+                raise ProviderConfigError(
+                    f"openai_api_type '{settings.api_type}' needs config field(s): {', '.join(missing)}."
+                )
+            if settings.organization:
+                raise ProviderConfigError("openai_organization is only allowed with openai_api_type 'openai'.")
+        elif settings.deployment_name:
+            raise ProviderConfigError(
+                "openai_deployment_name is only allowed with openai_api_type 'azure' or 'azuread'."
+            )
+        if urlsplit(settings.api_base).scheme not in ("http", "https"):
+            raise ProviderConfigError("openai_api_base must be an http:// or https:// URL.")
+        if settings.key_required and not (config.get("openai_api_key") or secrets.get("openai_api_key")):
+            raise ProviderConfigError(
+                "Provider 'openai' needs config field(s): openai_api_key (required for OpenAI's API and Azure)."
+            )
+
+    def build_request(self, target: Target, request: StdRequest) -> UpstreamRequest:
+        key = (target.secrets.get("openai_api_key") or "").strip() or None
+        return build_upstream_request(
+            OpenAISettings.from_config(target.config), model=target.model, api_key=key, request=request
+        )
+
+    def parse_response(self, target: Target, request: StdRequest, response: UpstreamResponse) -> StdResponse:
+        return from_vendor_body(request, load_json(response.body), default_model=target.model)
+
+    def map_error(self, target: Target, response: UpstreamResponse) -> GatewayError:
+        return error_from_vendor(response, target.secrets)
+
+
+def _optional_str(value: Any) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def _optional_int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -1,0 +1,130 @@
+"""Admin forms. Credentials are write-only: the form shows which fields are stored, masked, and
+fields to replace them — never a stored value."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.utils.html import format_html_join
+
+from providers.registry import get_provider, provider_names
+
+from . import services
+from .errors import InvalidRequest
+from .models import ProviderCredential, Route
+
+MASK = "••••••••"
+
+
+class RouteAdminForm(forms.ModelForm):
+    provider = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = Route
+        fields = ["name", "route_type", "provider", "model_name", "config", "enabled", "description"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].choices = [(n, n) for n in provider_names()]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        provider, route_type = data.get("provider"), data.get("route_type")
+        config = data.get("config") or {}
+        if provider and route_type:
+            if not isinstance(config, dict):
+                raise forms.ValidationError({"config": "The config must be a JSON object."})
+            secret_fields = set(get_provider(provider).secret_fields)
+            in_config = sorted(secret_fields & set(config))
+            if in_config:
+                raise forms.ValidationError(
+                    {"config": f"Secret field(s) {', '.join(in_config)} belong in a credential below, not here."}
+                )
+            # Secrets are entered in the credential forms; treat them as present for this check.
+            assumed = {f: "set" for f in secret_fields}
+            try:
+                services.route_validate(route_type=route_type, provider=provider, config=config, secrets=assumed)
+            except InvalidRequest as exc:
+                raise forms.ValidationError(exc.message) from None
+        return data
+
+
+class CredentialAdminForm(forms.ModelForm):
+    api_key = forms.CharField(
+        label="Replace API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="The provider's main secret (e.g. openai_api_key). Leave blank to keep the stored one.",
+    )
+    other_secrets = forms.CharField(
+        label="Replace other secret fields",
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text='JSON object, e.g. {"aws_secret_access_key": "..."}. Merged into the stored fields.',
+    )
+
+    class Meta:
+        model = ProviderCredential
+        fields = ["environment"]
+
+    def stored_fields(self) -> str:
+        secrets = self.instance.secrets or {} if self.instance.pk else {}
+        if not secrets:
+            return "nothing stored yet"
+        return format_html_join(", ", "{}: {}", ((name, MASK) for name in sorted(secrets)))
+
+    def clean_other_secrets(self) -> dict[str, str]:
+        raw = self.cleaned_data.get("other_secrets") or ""
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            raise forms.ValidationError("Not valid JSON (the value is not shown back).") from None
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise forms.ValidationError("Give a JSON object of strings.")
+        return value
+
+    def _provider_name(self) -> str | None:
+        # The route form posts its provider alongside its inline credentials.
+        posted = self.data.get("provider")
+        if posted:
+            return str(posted)
+        return self.instance.route.provider if self.instance.route_id else None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        api_key, other = data.get("api_key"), data.get("other_secrets") or {}
+        if not self.instance.pk and not api_key and not other:
+            raise forms.ValidationError("Enter the API key (or other secret fields) for this credential.")
+        provider_name = self._provider_name()
+        if provider_name is None or provider_name not in provider_names():
+            raise forms.ValidationError("Choose the route's provider first.")
+        provider = get_provider(provider_name)
+        unknown = sorted(set(other) - set(provider.secret_fields))
+        if unknown:
+            raise forms.ValidationError(
+                f"Unknown secret field(s) for {provider.name}: {', '.join(unknown)} "
+                f"(it takes: {', '.join(provider.secret_fields) or 'none'})."
+            )
+        if api_key and not provider.secret_fields:
+            raise forms.ValidationError(f"Provider {provider.name} takes no secret fields.")
+        secrets = dict(self.instance.secrets or {}) if self.instance.pk else {}
+        secrets.update(other)
+        if api_key:
+            secrets[provider.secret_fields[0]] = api_key
+        self._new_secrets = secrets
+        return data
+
+    def has_changed(self) -> bool:
+        return super().has_changed() or bool(self["api_key"].value()) or bool(self["other_secrets"].value())
+
+    def save(self, commit: bool = True) -> ProviderCredential:
+        credential: ProviderCredential = super().save(commit=False)
+        credential.secrets = self._new_secrets
+        if commit:
+            credential.save()
+        return credential

@@ -1,0 +1,75 @@
+"""Input parsing and output rendering for the MLflow 2.5 route API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from ..errors import InvalidRequest
+from ..models import Route
+
+
+class RouteModelInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=256)
+    provider = serializers.CharField(max_length=64)
+    config = serializers.DictField(required=False, default=dict)
+
+
+class RouteCreateInputSerializer(serializers.Serializer):
+    """Accepts MLflow's `{name, route_type, model: {name, provider, config}}` and the seed's
+    `{name, route_type, data: {name, provider, <provider>_config: {...}}}`."""
+
+    name = serializers.CharField(max_length=128)
+    route_type = serializers.CharField(max_length=32)
+    model = RouteModelInputSerializer(required=False)
+    data = serializers.DictField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "model" in attrs and "data" in attrs:
+            raise serializers.ValidationError("Give either 'model' or 'data', not both.")
+        if "model" in attrs:
+            model = attrs["model"]
+        elif "data" in attrs:
+            model = seed_data_to_model(attrs["data"])
+        else:
+            raise serializers.ValidationError({"model": "This field is required."})
+        return {"name": attrs["name"], "route_type": attrs["route_type"], "model": model}
+
+
+def seed_data_to_model(data: dict[str, Any]) -> dict[str, Any]:
+    """`{name, provider, openai_config: {...}}` → `{name, provider, config: {...}}`."""
+    name, provider = data.get("name"), data.get("provider")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("data.name (the provider's model name) is required.")
+    if not isinstance(provider, str) or not provider:
+        raise InvalidRequest("data.provider is required.")
+    config_key = f"{provider.replace('-', '_')}_config"
+    extra = sorted(set(data) - {"name", "provider", "config", config_key})
+    if extra:
+        raise InvalidRequest(f"Unknown field(s) in data: {', '.join(extra)} (expected '{config_key}').")
+    config = data.get(config_key, data.get("config", {}))
+    if not isinstance(config, dict):
+        raise InvalidRequest(f"data.{config_key} must be an object.")
+    return {"name": name, "provider": provider, "config": config}
+
+
+class RouteOutputSerializer(serializers.ModelSerializer):
+    """`{name, route_type, model: {name, provider}, route_url, limit}`; never any config or secret."""
+
+    model = serializers.SerializerMethodField()
+    route_url = serializers.SerializerMethodField()
+    limit = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Route
+        fields = ["name", "route_type", "model", "route_url", "limit"]
+
+    def get_model(self, route: Route) -> dict[str, str]:
+        return {"name": route.model_name, "provider": route.provider}
+
+    def get_route_url(self, route: Route) -> str:
+        return f"{self.context['base_url']}/gateway/{route.name}/invocations"
+
+    def get_limit(self, route: Route) -> None:
+        return None

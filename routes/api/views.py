@@ -1,0 +1,88 @@
+"""The MLflow 2.5 route API: thin views over routes' services and selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import selectors, services
+from ..errors import InvalidRequest
+from ..models import Route
+from .authentication import IsAdminKey
+from .pagination import paginate_routes
+from .serializers import RouteCreateInputSerializer, RouteOutputSerializer
+
+
+def base_url(request: Request) -> str:
+    configured: str = settings.GATEWAY["PUBLIC_URL"]
+    return configured.rstrip("/") if configured else request.build_absolute_uri("/").rstrip("/")
+
+
+def render_route(request: Request, route: Route) -> dict[str, Any]:
+    return dict(RouteOutputSerializer(route, context={"base_url": base_url(request)}).data)
+
+
+class RouteListPage(serializers.Serializer):
+    routes = RouteOutputSerializer(many=True)
+    next_page_token = serializers.CharField(allow_null=True)
+
+
+class RouteListCreateApi(APIView):
+    def get_permissions(self) -> list[Any]:
+        return [IsAdminKey()] if self.request.method == "POST" else super().get_permissions()
+
+    @extend_schema(
+        parameters=[OpenApiParameter("page_token", str, description="From the previous page's next_page_token.")],
+        responses=RouteListPage,
+    )
+    def get(self, request: Request) -> Response:
+        page_size = settings.GATEWAY["PAGE_SIZE"]
+        raw_size = request.query_params.get("max_results")
+        if raw_size is not None:
+            if not raw_size.isdigit() or not 1 <= int(raw_size) <= 1000:
+                raise InvalidRequest("max_results must be an integer from 1 to 1000.")
+            page_size = int(raw_size)
+        routes, token = paginate_routes(
+            selectors.routes_visible_to(request.user),
+            page_token=request.query_params.get("page_token"),
+            page_size=page_size,
+        )
+        return Response({"routes": [render_route(request, r) for r in routes], "next_page_token": token})
+
+    @extend_schema(request=RouteCreateInputSerializer, responses={200: RouteOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = RouteCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        model = data["model"]
+        route = services.route_create(
+            name=data["name"],
+            route_type=data["route_type"],
+            provider=model["provider"],
+            model_name=model["name"],
+            config=model.get("config") or {},
+        )
+        return Response(render_route(request, route), status=status.HTTP_200_OK)
+
+
+class RouteDetailApi(APIView):
+    def get_permissions(self) -> list[Any]:
+        return [IsAdminKey()] if self.request.method == "DELETE" else super().get_permissions()
+
+    @extend_schema(responses=RouteOutputSerializer)
+    def get(self, request: Request, name: str) -> Response:
+        route = get_object_or_404(selectors.routes_visible_to(request.user), name=name)
+        return Response(render_route(request, route))
+
+    @extend_schema(responses={200: None})
+    def delete(self, request: Request, name: str) -> Response:
+        route = get_object_or_404(Route, name=name)
+        services.route_delete(route=route)
+        return Response({}, status=status.HTTP_200_OK)

@@ -1,0 +1,41 @@
+"""What an API family (MLflow 2.5 routes, MLflow deployments, OpenAI) plugs into the shared pipeline."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+from providers.base import GatewayError, InvalidRequest, StdRequest, StdResponse
+
+from .snapshot import RouteEntry
+
+# Fields through which a caller could try to redirect a call or supply credentials. The upstream URL
+# and credentials come only from the route.
+_REDIRECT_FIELD = re.compile(
+    r"(api_base|base_url|api_key|_config$|credential|secret|api_type|api_version|deployment|organization|"
+    r"url|header|provider|endpoint|password|auth)",
+    re.IGNORECASE,
+)
+
+
+class RedirectAttempt(InvalidRequest):
+    code = "FORBIDDEN_PARAMETER"
+
+
+def reject_redirect_fields(body: dict[str, Any]) -> None:
+    bad = sorted(k for k in body if _REDIRECT_FIELD.search(k))
+    if bad:
+        raise RedirectAttempt(
+            f"Field(s) {', '.join(repr(b) for b in bad)} are not accepted: the provider, its URL and its "
+            "credentials come only from the route."
+        )
+
+
+class Family(Protocol):
+    name: str  # recorded as api_family on usage events
+
+    def error_body(self, error: GatewayError) -> dict[str, Any]: ...
+
+    def parse(self, route: RouteEntry, body: dict[str, Any]) -> StdRequest: ...
+
+    def render(self, route: RouteEntry, request: StdRequest, response: StdResponse) -> dict[str, Any]: ...

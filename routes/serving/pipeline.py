@@ -1,0 +1,150 @@
+"""One query, whatever its API family: key → route → grant → body → provider → response → usage.
+
+No ORM query here: keys and routes come from the snapshot, usage goes to the recorder's buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from providers.base import GatewayError, InvalidRequest, StdResponse
+from providers.client import UpstreamClient, execute
+from usage.events import UsageEventData
+from usage.recorder import UsageRecorder
+
+from ..errors import NotFound, PermissionDenied, Unauthenticated
+from ..keys import hash_key, parse_bearer
+from ..principal import Principal
+from .family import Family
+from .snapshot import RouteEntry, SnapshotHolder
+
+logger = logging.getLogger(__name__)
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    code = "REQUEST_TOO_LARGE"
+
+
+class RouteDisabled(GatewayError):
+    status = 403
+    code = "ROUTE_DISABLED"
+
+
+@dataclass(slots=True)
+class ServingState:
+    snapshot: SnapshotHolder
+    client: UpstreamClient
+    recorder: UsageRecorder
+    max_body_bytes: int
+    upstream_timeout: float
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def authenticate(state: ServingState, request: Request) -> Principal:
+    key = parse_bearer(request.headers.get("authorization"))
+    if key is None:
+        raise Unauthenticated("Missing gateway key: send 'Authorization: Bearer <key>'.")
+    principal = state.snapshot.current.principal(hash_key(key), datetime.now(UTC))
+    if principal is None:
+        raise Unauthenticated("Invalid, revoked or expired gateway key.")
+    return principal
+
+
+async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+        chunks.append(chunk)
+    try:
+        body = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("Request body is not valid JSON.", code="MALFORMED_REQUEST") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("Request body must be a JSON object.", code="MALFORMED_REQUEST")
+    return body
+
+
+def resolve_route(state: ServingState, principal: Principal, name: str) -> RouteEntry:
+    route = state.snapshot.current.routes.get(name)
+    if route is None:
+        raise NotFound(f"Route '{name}' does not exist.")
+    if not route.allows(principal):
+        raise PermissionDenied(f"This key may not query route '{name}'.")
+    if not route.enabled:
+        raise RouteDisabled(f"Route '{name}' is disabled.")
+    return route
+
+
+async def serve_query(
+    state: ServingState,
+    request: Request,
+    family: Family,
+    route_name: str | Callable[[dict[str, Any]], str],
+) -> Response:
+    """Run one query end to end and record it, whatever happens."""
+    started = time.perf_counter()
+    event = UsageEventData(
+        request_id=uuid.uuid4().hex,
+        created_at=datetime.now(UTC),
+        api_family=family.name,
+        status_code=200,
+    )
+    try:
+        principal = authenticate(state, request)
+        event.consumer_id, event.consumer_name = principal.consumer_id, principal.consumer_name
+        event.team_id, event.team_name = principal.team_id, principal.team_name
+        event.api_key_id, event.environment = principal.key_id, principal.environment
+        body = await read_json_body(request, state.max_body_bytes)
+        name = route_name if isinstance(route_name, str) else route_name(body)
+        event.route_name = name[:128]
+        route = resolve_route(state, principal, name)
+        target = route.target_for(principal.environment)
+        event.route_id, event.route_type = route.id, route.route_type.value
+        event.provider, event.model = target.provider, target.model
+        std_request = family.parse(route, body)
+        std_response: StdResponse = await execute(
+            route.provider, target, std_request, client=state.client, timeout=state.upstream_timeout
+        )
+        usage = std_response.usage
+        event.input_tokens = usage.input_tokens or 0
+        event.output_tokens = usage.output_tokens or 0
+        event.total_tokens = usage.total_tokens or event.input_tokens + event.output_tokens
+        event.tokens_estimated = usage.estimated
+        response: Response = JSONResponse(family.render(route, std_request, std_response))
+    except GatewayError as exc:
+        event.status_code, event.error_code = exc.status, exc.code
+        response = JSONResponse(family.error_body(exc), status_code=exc.status)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    except Exception:
+        logger.exception("unexpected error serving request %s", event.request_id)
+        internal = GatewayError("Internal error; the request id identifies it in the gateway's log.")
+        event.status_code, event.error_code = internal.status, internal.code
+        response = JSONResponse(family.error_body(internal), status_code=internal.status)
+    event.latency_ms = (time.perf_counter() - started) * 1000.0
+    response.headers["X-Request-Id"] = event.request_id
+    state.recorder.record(event)
+    return response

@@ -1,0 +1,166 @@
+"""The in-process snapshot of routes, credentials, grants and usable keys.
+
+Loaded once at start-up and reloaded whenever the config version moves (polled every
+SNAPSHOT_POLL_SECONDS from Redis, or from the database without Redis), so a warm request does no
+ORM query and a change or revocation reaches every process within two poll intervals.
+Key expiry is checked per request, so an expired key fails at once even between reloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import redis.asyncio as aioredis
+
+from providers.base import Provider, RouteType, Secrets, Target
+from providers.registry import get_provider
+
+from .. import selectors
+from ..environments import for_environment
+from ..invalidation import REDIS_VERSION_KEY, config_version_from_db
+from ..models import Route
+from ..principal import Principal, may_query
+from .orm import run_orm
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEntry:
+    id: int
+    name: str
+    route_type: RouteType
+    provider_name: str
+    provider: Provider
+    model: str
+    enabled: bool
+    targets: dict[str, Target]  # by environment
+    no_credential_target: Target
+    granted_team_ids: frozenset[int] = frozenset()
+    granted_consumer_ids: frozenset[int] = frozenset()
+
+    def target_for(self, environment: str) -> Target:
+        return for_environment(self.targets, environment) or self.no_credential_target
+
+    def allows(self, principal: Principal) -> bool:
+        return may_query(
+            principal, granted_team_ids=self.granted_team_ids, granted_consumer_ids=self.granted_consumer_ids
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int
+    routes: dict[str, RouteEntry] = field(default_factory=dict)
+    keys: dict[str, Principal] = field(default_factory=dict)  # by key hash
+
+    def principal(self, key_hash: str, now: datetime) -> Principal | None:
+        principal = self.keys.get(key_hash)
+        if principal is None or (principal.expires_at is not None and principal.expires_at <= now):
+            return None
+        return principal
+
+
+def snapshot_load(version: int) -> Snapshot:
+    """Build a snapshot from the database (sync; run it in the ORM thread)."""
+    team_grants: dict[int, set[int]] = defaultdict(set)
+    consumer_grants: dict[int, set[int]] = defaultdict(set)
+    for route_id, team_id, consumer_id in selectors.route_grants().values_list("route_id", "team_id", "consumer_id"):
+        if team_id is not None:
+            team_grants[route_id].add(team_id)
+        if consumer_id is not None:
+            consumer_grants[route_id].add(consumer_id)
+
+    secrets_by_route: dict[int, dict[str, Secrets]] = defaultdict(dict)
+    for cred in selectors.route_credentials():
+        secrets_by_route[cred.route_id][cred.environment] = Secrets(cred.secrets or {})
+
+    routes: dict[str, RouteEntry] = {}
+    for route in Route.objects.all():
+        try:
+            provider = get_provider(route.provider)
+        except Exception:
+            logger.error("route %s names an unknown provider %r; it is not served", route.name, route.provider)
+            continue
+        targets = {
+            env: Target(provider=route.provider, model=route.model_name, config=dict(route.config), secrets=secrets)
+            for env, secrets in secrets_by_route[route.pk].items()
+        }
+        routes[route.name] = RouteEntry(
+            id=route.pk,
+            name=route.name,
+            route_type=RouteType(route.route_type),
+            provider_name=route.provider,
+            provider=provider,
+            model=route.model_name,
+            enabled=route.enabled,
+            targets=targets,
+            no_credential_target=Target(provider=route.provider, model=route.model_name, config=dict(route.config)),
+            granted_team_ids=frozenset(team_grants[route.pk]),
+            granted_consumer_ids=frozenset(consumer_grants[route.pk]),
+        )
+
+    keys = {k.hashed_key: selectors.principal_from_api_key(k) for k in selectors.usable_api_keys()}
+    return Snapshot(version=version, routes=routes, keys=keys)
+
+
+def _load_current() -> Snapshot:
+    return snapshot_load(config_version_from_db())
+
+
+class SnapshotHolder:
+    """Holds the current snapshot and keeps it fresh from a background task."""
+
+    def __init__(self, *, redis_url: str = "", poll_seconds: float = 1.0) -> None:
+        self.current = Snapshot(version=-1)
+        self._poll_seconds = poll_seconds
+        self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=2) if redis_url else None
+        self._redis_version: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def reload(self) -> None:
+        self.current = await run_orm(_load_current)
+
+    async def _changed(self) -> bool:
+        if self._redis is not None:
+            try:
+                raw = await self._redis.get(REDIS_VERSION_KEY)
+                version = int(raw or 0)
+                changed = version != self._redis_version
+                self._redis_version = version
+                return changed
+            except aioredis.RedisError:
+                logger.warning("Redis unreachable for the config version; checking the database")
+        return await run_orm(config_version_from_db) != self.current.version
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            try:
+                if await self._changed():
+                    await self.reload()
+            except Exception:
+                logger.exception("refreshing the route/key snapshot failed; serving the previous one")
+
+    async def start(self) -> None:
+        if self._redis is not None:
+            try:
+                self._redis_version = int(await self._redis.get(REDIS_VERSION_KEY) or 0)
+            except aioredis.RedisError:
+                logger.warning("Redis unreachable at start-up; polling the database for changes")
+        await self.reload()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="snapshot-refresh")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._redis is not None:
+            await self._redis.aclose()

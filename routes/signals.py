@@ -1,0 +1,24 @@
+"""Every change the serving snapshot depends on moves the config version once its transaction commits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+
+from . import models
+from .invalidation import config_version_bump
+
+_WATCHED = (models.Route, models.ProviderCredential, models.RouteGrant, models.ApiKey, models.Consumer, models.Team)
+
+
+def _on_change(sender: Any, **kwargs: Any) -> None:
+    if kwargs.get("raw"):
+        return  # loaddata: bumped once by the caller
+    transaction.on_commit(config_version_bump)
+
+
+for _model in _WATCHED:
+    post_save.connect(_on_change, sender=_model, dispatch_uid=f"snapshot-{_model.__name__}-save")
+    post_delete.connect(_on_change, sender=_model, dispatch_uid=f"snapshot-{_model.__name__}-delete")
