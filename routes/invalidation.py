@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 
 import redis
 from django.conf import settings
@@ -31,7 +32,8 @@ def config_version_bump() -> None:
     """Move the version on (called on commit of every relevant change)."""
     updated = ConfigVersion.objects.filter(pk=1).update(version=F("version") + 1)
     if not updated:
-        ConfigVersion.objects.get_or_create(pk=1, defaults={"version": 1})
+        # A fresh (or flushed) table starts from the clock, never back at a version already served.
+        ConfigVersion.objects.get_or_create(pk=1, defaults={"version": time.time_ns() // 1_000_000})
     if settings.REDIS_URL:
         try:
             _redis_client(settings.REDIS_URL).incr(REDIS_VERSION_KEY)

@@ -10,47 +10,38 @@ from ..errors import InvalidRequest
 from ..models import Route
 
 
-class RouteModelInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=256)
-    provider = serializers.CharField(max_length=64)
-    config = serializers.DictField(required=False, default=dict)
-
-
 class RouteCreateInputSerializer(serializers.Serializer):
     """Accepts MLflow's `{name, route_type, model: {name, provider, config}}` and the seed's
     `{name, route_type, data: {name, provider, <provider>_config: {...}}}`."""
 
     name = serializers.CharField(max_length=128)
     route_type = serializers.CharField(max_length=32)
-    model = RouteModelInputSerializer(required=False)
+    model = serializers.DictField(required=False)
     data = serializers.DictField(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "model" in attrs and "data" in attrs:
             raise serializers.ValidationError("Give either 'model' or 'data', not both.")
-        if "model" in attrs:
-            model = attrs["model"]
-        elif "data" in attrs:
-            model = seed_data_to_model(attrs["data"])
-        else:
+        model = attrs.get("model", attrs.get("data"))
+        if model is None:
             raise serializers.ValidationError({"model": "This field is required."})
-        return {"name": attrs["name"], "route_type": attrs["route_type"], "model": model}
+        return {"name": attrs["name"], "route_type": attrs["route_type"], "model": model_spec(model)}
 
 
-def seed_data_to_model(data: dict[str, Any]) -> dict[str, Any]:
-    """`{name, provider, openai_config: {...}}` → `{name, provider, config: {...}}`."""
+def model_spec(data: dict[str, Any]) -> dict[str, Any]:
+    """`{name, provider, config | <provider>_config: {...}}` → `{name, provider, config: {...}}`."""
     name, provider = data.get("name"), data.get("provider")
     if not isinstance(name, str) or not name:
-        raise InvalidRequest("data.name (the provider's model name) is required.")
+        raise InvalidRequest("model.name (the provider's model name) is required.")
     if not isinstance(provider, str) or not provider:
-        raise InvalidRequest("data.provider is required.")
+        raise InvalidRequest("model.provider is required.")
     config_key = f"{provider.replace('-', '_')}_config"
     extra = sorted(set(data) - {"name", "provider", "config", config_key})
     if extra:
-        raise InvalidRequest(f"Unknown field(s) in data: {', '.join(extra)} (expected '{config_key}').")
+        raise InvalidRequest(f"Unknown field(s) in model: {', '.join(extra)} (expected 'config' or '{config_key}').")
     config = data.get(config_key, data.get("config", {}))
     if not isinstance(config, dict):
-        raise InvalidRequest(f"data.{config_key} must be an object.")
+        raise InvalidRequest(f"model.{config_key} must be an object.")
     return {"name": name, "provider": provider, "config": config}
 
 

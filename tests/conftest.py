@@ -1,0 +1,66 @@
+"""Shared fixtures: factories for routes, consumers and keys; the real gateway server for e2e tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.gateway_server import GatewayServer, start_gateway_server
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A consumer with a fresh key (the plaintext is kept for the test to send)."""
+
+    key: str
+    consumer: Any
+    api_key: Any
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@pytest.fixture
+def make_route(db: None) -> Callable[..., Any]:
+    from routes import services
+
+    def make(name: str = "chat", route_type: str = "llm/v1/chat", provider: str = "mock",
+             model_name: str = "mock-1", config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        return services.route_create(
+            name=name, route_type=route_type, provider=provider, model_name=model_name, config=config or {},
+            **kwargs,
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_caller(db: None) -> Callable[..., Caller]:
+    from routes import services
+
+    def make(team: str = "team-a", consumer: str = "alice", *, routes: tuple[Any, ...] = (),
+             is_admin: bool = False, environment: str = "development", kind: str = "person",
+             **key_kwargs: Any) -> Caller:
+        t = services.team_get_or_create(name=team)
+        c = services.consumer_get_or_create(team=t, name=consumer, kind=kind, environment=environment)
+        for route in routes:
+            services.route_grant(route=route, consumer=c)
+        issued = services.api_key_issue(consumer=c, is_admin=is_admin, **key_kwargs)
+        return Caller(key=issued.plaintext, consumer=c, api_key=issued.api_key)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def gateway_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[GatewayServer]:
+    """The real ASGI server (uvicorn, subprocess) on the test database. Use with `transactional_db`."""
+    with django_db_blocker.unblock():
+        server = start_gateway_server()
+    try:
+        yield server
+    finally:
+        server.stop()
