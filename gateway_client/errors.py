@@ -42,7 +42,10 @@ class GatewayClientError(Exception):
         return f"HTTP {self.status}{code}: {self.message}{where}"
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(status={self.status!r}, error_code={self.error_code!r}, message={self.message!r})"
+        return (
+            f"{type(self).__name__}(status={self.status!r}, "
+            f"error_code={self.error_code!r}, message={self.message!r})"
+        )
 
 
 class GatewayConfigError(GatewayClientError, ValueError):

@@ -91,7 +91,13 @@ ASGI_APPLICATION = "gatewaysite.asgi.application"
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The serving half writes usage from a worker thread while the admin writes too.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20})
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "timeout": 20,
+        # WAL and immediate transactions: readers never block the writer, and two writers wait for
+        # each other instead of failing with "database is locked".
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    })
     # A file, not memory, so an end-to-end test's server process sees the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
 else:

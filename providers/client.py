@@ -4,7 +4,8 @@ One `UpstreamClient` per process (the serving app's lifespan creates and closes 
 `httpx.AsyncClient` over `httpx_aiohttp.AiohttpTransport`, i.e. httpx's API at aiohttp's speed.
 
 Every transport failure becomes a `GatewayError` with a fixed message: exception texts name hosts
-and URLs, which callers must not see. The original exception stays chained (`__cause__`) for logs.
+and URLs, which callers must not see, and some reprs show request headers, i.e. credentials. So the
+original exception is not chained; a note (`__notes__`, shown in tracebacks) names its classes.
 """
 
 from __future__ import annotations
@@ -63,7 +64,13 @@ class UpstreamClient:
             follow_redirects=False,
         )
 
-    async def send(self, req: UpstreamRequest, *, timeout: float | None = None) -> UpstreamResponse:
+    # The per-call timeout is the API's contract (callers pass the route's budget), hence ASYNC109.
+    async def send(
+        self,
+        req: UpstreamRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> UpstreamResponse:
         """Send `req` and read the whole answer within `timeout` seconds (default: the client's).
 
         Any status is returned as is. Raises `UpstreamTimeout` (504) when time runs out,
@@ -77,15 +84,11 @@ class UpstreamClient:
                 return await self._exchange(req, content, headers, total)
         except GatewayError:
             raise
-        except TimeoutError as exc:
-            raise _timeout_error(total) from exc
-        except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError) as exc:
-            if _is_timeout(exc):
-                raise _timeout_error(total) from exc
-            raise UpstreamUnavailable(
-                "The upstream provider could not be reached or closed the connection "
-                "before a complete answer."
-            ) from exc
+        except (TimeoutError, httpx.HTTPError, aiohttp.ClientError, OSError, ValueError) as exc:
+            error = _transport_error(exc, total)
+        # Raised outside the handler on purpose: transport exceptions can carry the request's headers
+        # (aiohttp's RequestInfo repr shows them), so they must not ride along as __context__.
+        raise error
 
     async def _exchange(
         self, req: UpstreamRequest, content: bytes | None, headers: dict[str, str], total: float
@@ -128,7 +131,7 @@ async def execute(
     request: StdRequest,
     *,
     client: UpstreamClient | None,
-    timeout: float | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 - see UpstreamClient.send
 ) -> StdResponse:
     """Answer `request` through `provider` for `target`: the standard response, or a GatewayError.
 
@@ -171,8 +174,26 @@ def _encode_body(req: UpstreamRequest) -> tuple[bytes | None, dict[str, str]]:
     return orjson.dumps(req.json), headers
 
 
-def _timeout_error(total: float) -> UpstreamTimeout:
-    return UpstreamTimeout(f"The upstream provider did not answer within {total:g} s.")
+def _transport_error(exc: BaseException, total: float) -> UpstreamError:
+    error: UpstreamError
+    if _is_timeout(exc):
+        error = UpstreamTimeout(f"The upstream provider did not answer within {total:g} s.")
+    else:
+        error = UpstreamUnavailable(
+            "The upstream provider could not be reached or closed the connection before a complete answer."
+        )
+    # For logs: the exception classes only, never their texts (URLs) or reprs (headers).
+    error.add_note("transport failure: " + " <- ".join(type(e).__name__ for e in _cause_chain(exc)))
+    return error
+
+
+def _cause_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__
+    return chain
 
 
 def _is_timeout(exc: BaseException) -> bool:
@@ -182,11 +203,7 @@ def _is_timeout(exc: BaseException) -> bool:
     disconnected) to `httpx.ConnectTimeout`, so the httpx class alone cannot be trusted: look at
     the aiohttp exception it wraps.
     """
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__
+    chain = _cause_chain(exc)
     if any(isinstance(e, TimeoutError) for e in chain):
         return True
     if any(isinstance(e, aiohttp.ClientError) for e in chain):

@@ -166,6 +166,7 @@ def _dimensions(config: Mapping[str, Any]) -> int:
         dimensions = int(value)
     except (TypeError, ValueError):
         dimensions = 0
-    if isinstance(value, bool) or not 1 <= dimensions <= MAX_DIMENSIONS or str(dimensions) != str(value).strip():
+    exact = not isinstance(value, bool) and str(dimensions) == str(value).strip()
+    if not exact or not 1 <= dimensions <= MAX_DIMENSIONS:
         raise ProviderConfigError(f"Mock config 'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}.")
     return dimensions

@@ -178,7 +178,8 @@ def usage_from_vendor(data: Mapping[str, Any], *, embeddings: bool = False) -> U
     completion = _optional_int(usage.get("completion_tokens"))
     if embeddings and completion is None and prompt is not None:
         completion = 0
-    return Usage(input_tokens=prompt, output_tokens=completion, total_tokens=_optional_int(usage.get("total_tokens")))
+    total = _optional_int(usage.get("total_tokens"))
+    return Usage(input_tokens=prompt, output_tokens=completion, total_tokens=total)
 
 
 def chat_from_vendor(data: Mapping[str, Any], *, default_model: str) -> ChatResponse:
@@ -204,7 +205,9 @@ def chat_from_vendor(data: Mapping[str, Any], *, default_model: str) -> ChatResp
 
 def completions_from_vendor(data: Mapping[str, Any], *, default_model: str) -> CompletionsResponse:
     choices = [
-        CompletionChoice(index=int(c.get("index", i)), text=str(c["text"]), finish_reason=c.get("finish_reason"))
+        CompletionChoice(
+            index=int(c.get("index", i)), text=str(c["text"]), finish_reason=c.get("finish_reason")
+        )
         for i, c in enumerate(data["choices"])
     ]
     return CompletionsResponse(
@@ -290,7 +293,8 @@ class OpenAIProvider(Provider):
         settings = OpenAISettings.from_config(config)
         if settings.api_type not in API_TYPES:
             raise ProviderConfigError(
-                f"Invalid openai_api_type '{config.get('openai_api_type')}' (use one of: {', '.join(API_TYPES)})."
+                f"Invalid openai_api_type '{config.get('openai_api_type')}' "
+                f"(use one of: {', '.join(API_TYPES)})."
             )
         if settings.is_azure:
             missing = [
@@ -303,7 +307,9 @@ class OpenAIProvider(Provider):
                     f"openai_api_type '{settings.api_type}' needs config field(s): {', '.join(missing)}."
                 )
             if settings.organization:
-                raise ProviderConfigError("openai_organization is only allowed with openai_api_type 'openai'.")
+                raise ProviderConfigError(
+                    "openai_organization is only allowed with openai_api_type 'openai'."
+                )
         elif settings.deployment_name:
             raise ProviderConfigError(
                 "openai_deployment_name is only allowed with openai_api_type 'azure' or 'azuread'."
@@ -312,7 +318,8 @@ class OpenAIProvider(Provider):
             raise ProviderConfigError("openai_api_base must be an http:// or https:// URL.")
         if settings.key_required and not (config.get("openai_api_key") or secrets.get("openai_api_key")):
             raise ProviderConfigError(
-                "Provider 'openai' needs config field(s): openai_api_key (required for OpenAI's API and Azure)."
+                "Provider 'openai' needs config field(s): openai_api_key "
+                "(required for OpenAI's own API and for Azure)."
             )
 
     def build_request(self, target: Target, request: StdRequest) -> UpstreamRequest:

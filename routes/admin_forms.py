@@ -29,26 +29,49 @@ class RouteAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["provider"].choices = [(n, n) for n in provider_names()]
 
+    def clean_config(self) -> Any:
+        # An emptied textarea means "no settings", not NULL (the column is NOT NULL).
+        value = self.cleaned_data.get("config")
+        return {} if value is None else value
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         provider, route_type = data.get("provider"), data.get("route_type")
-        config = data.get("config") or {}
+        config = data.get("config")
+        if config is None:
+            return data  # not JSON: the field's own error is shown
+        if not isinstance(config, dict):
+            raise forms.ValidationError({"config": "The config must be a JSON object."})
+        # Without a valid provider, any provider's secret field name counts.
+        names = [provider] if provider else provider_names()
+        secret_fields = {f for name in names for f in get_provider(name).secret_fields}
+        in_config = sorted(secret_fields & set(config))
+        if in_config:
+            self._drop_from_shown_config({k: v for k, v in config.items() if k not in secret_fields})
+            raise forms.ValidationError({"config": (
+                f"Secret field(s) {', '.join(in_config)} belong in a credential below (\"Replace API key\" "
+                "or \"Replace other secret fields\"), not in the config, which is stored in plain text. "
+                "They were removed from the config shown here, and nothing was saved."
+            )})
         if provider and route_type:
-            if not isinstance(config, dict):
-                raise forms.ValidationError({"config": "The config must be a JSON object."})
-            secret_fields = set(get_provider(provider).secret_fields)
-            in_config = sorted(secret_fields & set(config))
-            if in_config:
-                raise forms.ValidationError(
-                    {"config": f"Secret field(s) {', '.join(in_config)} belong in a credential below, not here."}
-                )
-            # Secrets are entered in the credential forms; treat them as present for this check.
-            assumed = {f: "set" for f in secret_fields}
             try:
-                services.route_validate(route_type=route_type, provider=provider, config=config, secrets=assumed)
+                services.route_validate(
+                    route_type=route_type, provider=provider, config=config, secrets=assumed_secrets(provider)
+                )
             except InvalidRequest as exc:
                 raise forms.ValidationError(exc.message) from None
         return data
+
+    def _drop_from_shown_config(self, config: dict[str, Any]) -> None:
+        # The page re-renders what was posted: a secret typed into the config must not come back in
+        # the HTML (pages get cached, saved, screenshotted).
+        self.data = self.data.copy()
+        self.data[self.add_prefix("config")] = json.dumps(config, indent=2)
+
+
+def assumed_secrets(provider: str) -> dict[str, str]:
+    """Every secret field of `provider` as present: the route form cannot see its inline credentials."""
+    return {name: "set" for name in get_provider(provider).secret_fields}
 
 
 class CredentialAdminForm(forms.ModelForm):

@@ -64,3 +64,15 @@ def gateway_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[Ga
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[Any]:
+    """A fake vendor server (OpenAI / Azure wire formats) on a real port, shared by the session."""
+    from tests.fake_upstream.server import FakeUpstream
+
+    upstream = FakeUpstream().start()
+    try:
+        yield upstream
+    finally:
+        upstream.stop()

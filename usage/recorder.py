@@ -50,9 +50,19 @@ class UsageRecorder:
             try:
                 return int(await self._run_sync(usage_events_write, events=batch))
             except Exception:
-                logger.exception("writing %d usage events failed; keeping them for the next flush", len(batch))
-                self._buffer[:0] = batch
-                return 0
+                logger.exception("writing %d usage events failed; retrying them one by one", len(batch))
+            written = 0
+            for index, event in enumerate(batch):
+                try:
+                    written += int(await self._run_sync(usage_events_write, events=[event]))
+                except Exception:
+                    if index == 0 and len(batch) > 1:
+                        # The database itself is failing: keep everything for the next flush.
+                        self._buffer[:0] = batch
+                        return 0
+                    # One event the database refuses must not block the rest: it goes to the log whole.
+                    logger.error("usage event refused by the database, logged instead: %s", event.as_dict())
+            return written
 
     async def _loop(self) -> None:
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 
 from django.db import transaction
 
@@ -22,13 +23,12 @@ def usage_events_write(*, events: Sequence[UsageEventData]) -> int:
     rows = [UsageEvent(**e.as_dict()) for e in events]
     with transaction.atomic():
         UsageEvent.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
-        last_used: dict[int, object] = {}
-        for e in events:
-            if e.api_key_id is not None:
-                seen = last_used.get(e.api_key_id)
-                if seen is None or e.created_at > seen:  # type: ignore[operator]
-                    last_used[e.api_key_id] = e.created_at
-        for key_id, when in last_used.items():
-            # A queryset update fires no signals, so stamping last use does not reload snapshots.
-            ApiKey.objects.filter(pk=key_id).exclude(last_used_at__gt=when).update(last_used_at=when)
+    last_used: dict[int, datetime] = {}
+    for e in events:
+        if e.api_key_id is not None and (e.api_key_id not in last_used or e.created_at > last_used[e.api_key_id]):
+            last_used[e.api_key_id] = e.created_at
+    for key_id, when in last_used.items():
+        # One autocommitted statement each (no lock held across tables), and a queryset update
+        # fires no signals, so stamping last use never reloads the serving snapshots.
+        ApiKey.objects.filter(pk=key_id).exclude(last_used_at__gt=when).update(last_used_at=when)
     return len(rows)

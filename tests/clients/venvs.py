@@ -30,7 +30,7 @@ Usage from a pytest test (the live server is started by the test's own fixture):
 
     @pytest.fixture(scope="session")
     def mlflow2_venv():
-        return client_venv("mlflow2", MLFLOW2)   # first run: ~1-2 min (pip); then instant
+        return client_venv("mlflow2", MLFLOW2)   # first run ~20-60 s (pip, PyPI); then instant
 
     @pytest.mark.clients
     def test_mlflow2_client(mlflow2_venv, live_server_url, consumer_key, admin_key):
@@ -196,11 +196,16 @@ def _build(path: Path, requirements: Sequence[str]) -> None:
         # No ensurepip (e.g. Debian without python3-venv): make a bare venv, install with our pip.
         venv.EnvBuilder(with_pip=False, clear=True, symlinks=True).create(path)
         has_pip = False
-    if has_pip:
-        pip = [str(python), "-m", "pip"]
-    else:
-        pip = [sys.executable, "-m", "pip", "--python", str(python)]
+    # Without pip in the venv, the running interpreter's pip installs into it.
+    pip = [str(python), "-m", "pip"] if has_pip else [sys.executable, "-m", "pip", "--python", str(python)]
     _run_pip([*pip, "install", "--quiet", *requirements])
+
+
+def _ensure_gitignore() -> None:
+    CLIENT_VENVS_DIR.mkdir(parents=True, exist_ok=True)
+    ignore = CLIENT_VENVS_DIR / ".gitignore"
+    if not ignore.exists():  # the cache ignores itself, whatever the repo's .gitignore says
+        ignore.write_text("# built by tests/clients/venvs.py; never committed\n*\n")
 
 
 def client_venv(name: str, requirements: Sequence[str] | str) -> ClientVenv:
@@ -217,6 +222,7 @@ def client_venv(name: str, requirements: Sequence[str] | str) -> ClientVenv:
     path = CLIENT_VENVS_DIR / name
     key = _key(reqs)
     result = ClientVenv(name=name, path=path, requirements=reqs)
+    _ensure_gitignore()
     if _is_current(path, key):
         return result
     with _file_lock(CLIENT_VENVS_DIR / f"{name}.lock", LOCK_TIMEOUT_S):

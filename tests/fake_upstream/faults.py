@@ -50,9 +50,11 @@ class Fault:
         raise ValueError(f"unknown fault spec {spec!r}")
 
 
-def fault_from_name(name: str | None) -> Fault | None:
-    """The fault a magic model/deployment name asks for, if it is one."""
-    if name and name.startswith(MAGIC_PREFIX):
+def choose_fault(queued: str | None, name: object) -> Fault | None:
+    """The fault for this request: the queued spec if any, else the magic model/deployment name's."""
+    if queued is not None:
+        return Fault.parse(queued)
+    if isinstance(name, str) and name.startswith(MAGIC_PREFIX):
         return Fault.parse(name[len(MAGIC_PREFIX) :])
     return None
 
@@ -66,7 +68,8 @@ async def play(fault: Fault, request: web.Request, error: ErrorResponder) -> web
         headers = {"Retry-After": f"{fault.seconds:g}"} if fault.status == 429 else {}
         return error(fault.status, _STATUS_MESSAGES.get(fault.status, "The server had an error."), headers)
     if fault.kind == "garbage":
-        return web.Response(status=200, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+        html = "<html><body>502 Bad Gateway</body></html>"
+        return web.Response(status=200, text=html, content_type="text/html")
     if fault.kind == "incomplete":
         return web.json_response({"id": "incomplete-1", "object": "unknown"})
     transport = request.transport
@@ -76,7 +79,6 @@ async def play(fault: Fault, request: web.Request, error: ErrorResponder) -> web
         response.content_length = 4096
         await response.prepare(request)
         await response.write(b'{"id": "chatcmpl-partial", "object": "chat.completion", "choi')
-        await response.drain()
     elif fault.kind == "bad-http":
         transport.write(b"SPEAKING-NOT-HTTP \x00\x01\x02\r\n\r\n")
     request.protocol.force_close()

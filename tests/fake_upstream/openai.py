@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fake_upstream.faults import Fault, fault_from_name, play
+from tests.fake_upstream.faults import choose_fault, play
 from tests.fake_upstream.state import FakeState
 
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -34,6 +34,7 @@ MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-3.5-turbo-instruct", "text-embedding-3-s
 _ids = itertools.count(1)
 
 Handler = Callable[[web.Request, dict[str, Any], str], Awaitable[web.Response]]
+Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def count_tokens(text: str) -> int:
@@ -62,24 +63,40 @@ def fake_embedding(text: str) -> list[float]:
 
 
 class VendorError(Exception):
-    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
 
 
-def openai_error(status: int, message: str, headers: dict[str, str] | None = None, *,
-                 type_: str | None = None, param: str | None = None, code: str | None = None) -> web.Response:
+def openai_error(
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    *,
+    type_: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
+) -> web.Response:
     default_type = {429: "requests"}.get(status, "server_error" if status >= 500 else "invalid_request_error")
     default_code = {429: "rate_limit_exceeded"}.get(status)
     error = {"message": message, "type": type_ or default_type, "param": param, "code": code or default_code}
     return web.json_response({"error": error}, status=status, headers=headers)
 
 
-def azure_error(status: int, message: str, headers: dict[str, str] | None = None, *,
-                code: str | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code or str(status), "message": message}}, status=status,
-                             headers=headers)
+def azure_error(
+    status: int, message: str, headers: dict[str, str] | None = None, *, code: str | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code or str(status), "message": message}}, status=status, headers=headers
+    )
 
 
 def masked(key: str) -> str:
@@ -94,28 +111,46 @@ def masked(key: str) -> str:
 
 def _require(body: dict[str, Any], name: str) -> Any:
     if name not in body or body[name] is None:
-        raise VendorError(400, f"Missing required parameter: '{name}'.", param=name,
-                          code="missing_required_parameter")
+        raise VendorError(
+            400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
+        )
     return body[name]
 
 
 def _check_common(body: dict[str, Any]) -> None:
     temperature = body.get("temperature")
     if temperature is not None and (not isinstance(temperature, int | float) or not 0 <= temperature <= 2):
-        raise VendorError(400, f"Invalid 'temperature': expected a value between 0 and 2, but got "
-                          f"{temperature} instead.", param="temperature", code="decimal_above_max_value")
+        raise VendorError(
+            400,
+            f"Invalid 'temperature': expected a value between 0 and 2, but got {temperature} instead.",
+            param="temperature",
+            code="decimal_above_max_value",
+        )
     n = body.get("n", 1)
     if not isinstance(n, int) or n < 1 or n > 128:
-        raise VendorError(400, f"Invalid 'n': expected an integer from 1 to 128, but got {n} instead.",
-                          param="n", code="integer_below_min_value")
+        raise VendorError(
+            400,
+            f"Invalid 'n': expected an integer from 1 to 128, but got {n} instead.",
+            param="n",
+            code="integer_below_min_value",
+        )
     max_tokens = body.get("max_tokens")
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-        raise VendorError(400, f"Invalid 'max_tokens': integer below minimum value. Expected a value >= 1, "
-                          f"but got {max_tokens} instead.", param="max_tokens", code="integer_below_min_value")
+        raise VendorError(
+            400,
+            f"Invalid 'max_tokens': integer below minimum value. Expected a value "
+            f">= 1, but got {max_tokens} instead.",
+            param="max_tokens",
+            code="integer_below_min_value",
+        )
     stop = body.get("stop")
     if stop is not None and not isinstance(stop, str) and (not isinstance(stop, list) or len(stop) > 4):
-        raise VendorError(400, "Invalid 'stop': expected a string or an array of at most 4 strings.",
-                          param="stop", code="invalid_type")
+        raise VendorError(
+            400,
+            "Invalid 'stop': expected a string or an array of at most 4 strings.",
+            param="stop",
+            code="invalid_type",
+        )
 
 
 def _usage(prompt: int, completion: int | None) -> dict[str, int]:
@@ -128,60 +163,94 @@ def _usage(prompt: int, completion: int | None) -> dict[str, int]:
 async def chat_answer(request: web.Request, body: dict[str, Any], model: str) -> web.Response:
     messages = _require(body, "messages")
     if not isinstance(messages, list) or not messages:
-        raise VendorError(400, "Invalid 'messages': expected a non-empty array of messages.", param="messages",
-                          code="invalid_type")
+        raise VendorError(
+            400,
+            "Invalid 'messages': expected a non-empty array of messages.",
+            param="messages",
+            code="invalid_type",
+        )
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise VendorError(400, f"Missing required parameter: 'messages[{i}].role' or 'content'.",
-                              param=f"messages[{i}]", code="missing_required_parameter")
+            raise VendorError(
+                400,
+                f"Missing required parameter: 'messages[{i}].role' or 'content'.",
+                param=f"messages[{i}]",
+                code="missing_required_parameter",
+            )
     _check_common(body)
     last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     text, finish = shape_answer(f"Fake answer to: {last_user}", body)
     n = body.get("n", 1)
     choices = [
-        {"index": i, "message": {"role": "assistant", "content": text, "refusal": None}, "logprobs": None,
-         "finish_reason": finish}
+        {
+            "index": i,
+            "message": {"role": "assistant", "content": text, "refusal": None},
+            "logprobs": None,
+            "finish_reason": finish,
+        }
         for i in range(n)
     ]
     prompt = sum(count_tokens(str(m["content"])) for m in messages)
-    return web.json_response({
-        "id": f"chatcmpl-fake{next(_ids)}", "object": "chat.completion", "created": int(time.time()),
-        "model": model, "choices": choices, "usage": _usage(prompt, n * count_tokens(text)),
-        "system_fingerprint": "fp_fake",
-    })
+    return web.json_response(
+        {
+            "id": f"chatcmpl-fake{next(_ids)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            "usage": _usage(prompt, n * count_tokens(text)),
+            "system_fingerprint": "fp_fake",
+        }
+    )
 
 
 async def completions_answer(request: web.Request, body: dict[str, Any], model: str) -> web.Response:
     prompt = _require(body, "prompt")
     prompts = [prompt] if isinstance(prompt, str) else prompt
     if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-        raise VendorError(400, "Invalid 'prompt': expected a string or an array of strings.", param="prompt",
-                          code="invalid_type")
+        raise VendorError(
+            400,
+            "Invalid 'prompt': expected a string or an array of strings.",
+            param="prompt",
+            code="invalid_type",
+        )
     _check_common(body)
     n = body.get("n", 1)
-    choices, completion = [], 0
+    choices: list[dict[str, Any]] = []
+    completion = 0
     for p in prompts:
         text, finish = shape_answer(f"Fake completion of: {p}", body)
         for _ in range(n):
             choices.append({"text": text, "index": len(choices), "logprobs": None, "finish_reason": finish})
             completion += count_tokens(text)
-    return web.json_response({
-        "id": f"cmpl-fake{next(_ids)}", "object": "text_completion", "created": int(time.time()),
-        "model": model, "choices": choices, "usage": _usage(sum(count_tokens(p) for p in prompts), completion),
-    })
+    return web.json_response(
+        {
+            "id": f"cmpl-fake{next(_ids)}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            "usage": _usage(sum(count_tokens(p) for p in prompts), completion),
+        }
+    )
 
 
 async def embeddings_answer(request: web.Request, body: dict[str, Any], model: str) -> web.Response:
     raw = _require(body, "input")
     inputs = [raw] if isinstance(raw, str) else raw
     if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) and t for t in inputs):
-        raise VendorError(400, "'$.input' is invalid. Please check the API reference.", param="input",
-                          code="invalid_type")
+        raise VendorError(
+            400, "'$.input' is invalid. Please check the API reference.", param="input", code="invalid_type"
+        )
     data = [{"object": "embedding", "index": i, "embedding": fake_embedding(t)} for i, t in enumerate(inputs)]
-    return web.json_response({
-        "object": "list", "data": list(reversed(data)), "model": model,
-        "usage": _usage(sum(count_tokens(t) for t in inputs), None),
-    })
+    return web.json_response(
+        {
+            "object": "list",
+            "data": list(reversed(data)),
+            "model": model,
+            "usage": _usage(sum(count_tokens(t) for t in inputs), None),
+        }
+    )
 
 
 # ---------------------------------------------------------------- the two dialects
@@ -193,20 +262,31 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        raise VendorError(400, "We could not parse the JSON body of your request. (HINT: This likely means you "
-                          "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)")
+        raise VendorError(
+            400,
+            "We could not parse the JSON body of your request. (HINT: This likely means "
+            "you aren't using your HTTP library correctly. The OpenAI API expects a JSON "
+            "payload.)",
+        )
     return body
 
 
 def _openai_auth(request: web.Request, state: FakeState) -> web.Response | None:
     auth = request.headers.get("Authorization", "")
     if not auth.startswith("Bearer ") or not auth[7:].strip():
-        return openai_error(401, "You didn't provide an API key. You need to provide your API key in an "
-                            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+        return openai_error(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an "
+            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+        )
     key = auth[7:].strip()
     if key not in state.credentials.openai_keys:
-        return openai_error(401, f"Incorrect API key provided: {masked(key)}. You can find your API key at "
-                            "https://platform.openai.com/account/api-keys.", code="invalid_api_key")
+        return openai_error(
+            401,
+            f"Incorrect API key provided: {masked(key)}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            code="invalid_api_key",
+        )
     return None
 
 
@@ -217,18 +297,20 @@ def _azure_auth(request: web.Request, state: FakeState) -> web.Response | None:
         return None
     if auth.startswith("Bearer ") and auth[7:].strip() in state.credentials.azuread_tokens:
         return None
-    return azure_error(401, "Access denied due to invalid subscription key or wrong API endpoint. Make sure "
-                       "to provide a valid key for an active subscription and use a correct regional API "
-                       "endpoint for your resource.")
+    return azure_error(
+        401,
+        "Access denied due to invalid subscription key or wrong API endpoint. Make sure "
+        "to provide a valid key for an active subscription and use a correct regional API "
+        "endpoint for your resource.",
+    )
 
 
-def openai_endpoint(state: FakeState, answer: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def openai_endpoint(state: FakeState, answer: Handler) -> Endpoint:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         try:
             body = await _json_body(request)
-            fault = state.take_fault_spec()
             model = body.get("model")
-            if fault is not None or (fault := fault_from_name(model if isinstance(model, str) else None)):
+            if fault := choose_fault(state.take_fault(), model):
                 played = await play(fault, request, openai_error)
                 if played is not None:
                     return played
@@ -243,13 +325,12 @@ def openai_endpoint(state: FakeState, answer: Handler) -> Callable[[web.Request]
     return endpoint
 
 
-def azure_endpoint(state: FakeState, answer: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def azure_endpoint(state: FakeState, answer: Handler) -> Endpoint:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         deployment = request.match_info["deployment"]
         try:
             body = await _json_body(request)
-            fault = state.take_fault_spec()
-            if fault is not None or (fault := fault_from_name(deployment)):
+            if fault := choose_fault(state.take_fault(), deployment):
                 played = await play(fault, request, azure_error)
                 if played is not None:
                     return played
@@ -275,7 +356,9 @@ def routes(state: FakeState) -> list[web.RouteDef]:
         return web.json_response({"object": "list", "data": data})
 
     answers: dict[str, Handler] = {
-        "chat/completions": chat_answer, "completions": completions_answer, "embeddings": embeddings_answer,
+        "chat/completions": chat_answer,
+        "completions": completions_answer,
+        "embeddings": embeddings_answer,
     }
     table = [web.get("/v1/models", models)]
     for path, answer in answers.items():
@@ -284,4 +367,4 @@ def routes(state: FakeState) -> list[web.RouteDef]:
     return table
 
 
-__all__ = ["Fault", "count_tokens", "masked", "routes", "shape_answer"]
+__all__ = ["count_tokens", "fake_embedding", "masked", "routes", "shape_answer"]

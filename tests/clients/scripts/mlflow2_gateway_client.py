@@ -237,15 +237,19 @@ def step_unknown_route(a: argparse.Namespace) -> dict[str, Any]:
 def step_create_delete(a: argparse.Namespace) -> dict[str, Any]:
     if not a.admin_token:
         raise SkipStep("no admin token")
-    body = json.loads(a.create_route_json) if a.create_route_json else {
-        "name": "mlflow2-created-route",
-        "route_type": "llm/v1/chat",
-        "model": {
-            "name": "gpt-4o-mini",
-            "provider": "openai",
-            "config": {"openai_api_key": "sk-test-not-real"},
-        },
-    }
+    body = (
+        json.loads(a.create_route_json)
+        if a.create_route_json
+        else {
+            "name": "mlflow2-created-route",
+            "route_type": "llm/v1/chat",
+            "model": {
+                "name": "gpt-4o-mini",
+                "provider": "openai",
+                "config": {"openai_api_key": "sk-test-not-real"},
+            },
+        }
+    )
     out: dict[str, Any] = {}
     # Outside "databricks" mode the 2.x client refuses before sending anything.
     try:

@@ -1,0 +1,253 @@
+"""A fake LLM vendor over real HTTP on 127.0.0.1, for tests, a subprocess gateway and benchmarks.
+
+In a test (sync or async; the server runs its own event loop in a background thread):
+
+    with FakeUpstream() as fake:                      # or fake = FakeUpstream().start(); fake.stop()
+        target = Target("openai", "gpt-4o-mini", {"openai_api_base": fake.openai_base},
+                        Secrets({"openai_api_key": FakeUpstream.OPENAI_KEY}))
+        ...
+        assert fake.requests[-1].headers["authorization"] == f"Bearer {FakeUpstream.OPENAI_KEY}"
+        fake.add_fault("500")                         # the next vendor request answers 500
+
+The pytest fixtures in `tests.fake_upstream.fixtures` share one server per session and reset it
+before each test. From another process: `python -m tests.fake_upstream.server [--port N]` prints
+one JSON line `{"url": ..., "openai_key": ..., "azure_key": ..., "azuread_token": ...}` and serves
+until SIGTERM/SIGINT; the control endpoints then do what the methods do:
+`GET /__fake__/requests`, `POST /__fake__/reset`, `POST /__fake__/faults {"fault", "times"}`.
+
+Vendors: each is one handler module with `routes(state) -> list[web.RouteDef]`, listed in
+`VENDOR_MODULES`. Faults: see `tests.fake_upstream.faults`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import Any
+
+from aiohttp import web
+
+from tests.fake_upstream import openai as openai_vendor
+from tests.fake_upstream.faults import Fault
+from tests.fake_upstream.state import Credentials, FakeState, RecordedRequest
+
+VENDOR_MODULES: tuple[ModuleType, ...] = (openai_vendor,)
+CONTROL_PREFIX = "/__fake__/"
+
+
+def build_app(state: FakeState) -> web.Application:
+    """The aiohttp app: every vendor's routes, request recording, and the control endpoints."""
+
+    @web.middleware
+    async def record(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if not request.path.startswith(CONTROL_PREFIX):
+            body = await request.read()
+            try:
+                parsed: Any = json.loads(body) if body else None
+            except ValueError:
+                parsed = None
+            state.record(
+                RecordedRequest(
+                    method=request.method,
+                    path=request.path,
+                    query=dict(request.query),
+                    headers={name.lower(): value for name, value in request.headers.items()},
+                    json=parsed,
+                    body=body,
+                )
+            )
+        return await handler(request)
+
+    async def list_requests(request: web.Request) -> web.Response:
+        return web.json_response([r.to_dict() for r in state.requests()])
+
+    async def reset(request: web.Request) -> web.Response:
+        state.reset()
+        return web.json_response({"ok": True})
+
+    async def add_fault(request: web.Request) -> web.Response:
+        data = await request.json()
+        spec, times = str(data["fault"]), int(data.get("times", 1))
+        try:
+            Fault.parse(spec)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        state.add_fault(spec, times)
+        return web.json_response({"ok": True})
+
+    app = web.Application(middlewares=[record])
+    app.add_routes(
+        [
+            web.get(f"{CONTROL_PREFIX}requests", list_requests),
+            web.post(f"{CONTROL_PREFIX}reset", reset),
+            web.post(f"{CONTROL_PREFIX}faults", add_fault),
+        ]
+    )
+    for module in VENDOR_MODULES:
+        app.add_routes(module.routes(state))
+    return app
+
+
+class FakeUpstream:
+    """A fake vendor server on a real TCP port, run in a daemon thread with its own event loop.
+
+    Thread-safe: every method may be called from any thread, including inside an async test.
+    """
+
+    OPENAI_KEY = "sk-fake9Qm4Xr7Lp2Vt8Wz6Kd3N"
+    AZURE_KEY = "3f9a6c1e8b2d4f7a9c0e5b1d7a3f8c2e"
+    AZUREAD_TOKEN = "eyJ0eXAiOiJKV1QifQ.eyJhdWQiOiJmYWtlIn0.ZmFrZS1hYWQtc2lnbmF0dXJl"
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        openai_keys: tuple[str, ...] = (OPENAI_KEY,),
+        azure_keys: tuple[str, ...] = (AZURE_KEY,),
+        azuread_tokens: tuple[str, ...] = (AZUREAD_TOKEN,),
+    ) -> None:
+        self.host = host
+        self._port = port
+        self.state = FakeState(Credentials(set(openai_keys), set(azure_keys), set(azuread_tokens)))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> FakeUpstream:
+        """Start serving; returns once the port accepts connections."""
+        if self._thread is not None:
+            return self
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._serve())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-upstream", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake upstream did not start within 10 s")
+        if failure:
+            self._thread = None
+            raise RuntimeError("fake upstream failed to start") from failure[0]
+        return self
+
+    async def _serve(self) -> None:
+        # handler_cancellation: a client that gives up (a timeout test) cancels a sleeping handler.
+        self._runner = web.AppRunner(
+            build_app(self.state), handler_cancellation=True, shutdown_timeout=1.0, access_log=None
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self._port)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+
+    def stop(self) -> None:
+        """Stop serving and join the thread. Idempotent."""
+        loop, thread, runner = self._loop, self._thread, self._runner
+        if loop is None or thread is None:
+            return
+        if runner is not None:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        self._loop = self._thread = self._runner = None
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ addresses
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:<port>`: the Azure `openai_api_base`."""
+        return f"http://{self.host}:{self._port}"
+
+    @property
+    def openai_base(self) -> str:
+        """`http://127.0.0.1:<port>/v1`: the OpenAI `openai_api_base`."""
+        return f"{self.url}/v1"
+
+    # ------------------------------------------------------------ inspection and control
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every vendor request received since the last reset, oldest first (a copy)."""
+        return self.state.requests()
+
+    @property
+    def last_request(self) -> RecordedRequest:
+        requests = self.state.requests()
+        if not requests:
+            raise AssertionError("the fake upstream received no request")
+        return requests[-1]
+
+    def add_fault(self, spec: str, times: int = 1) -> None:
+        """Play fault `spec` (see `tests.fake_upstream.faults`) on the next `times` vendor requests."""
+        Fault.parse(spec)
+        self.state.add_fault(spec, times)
+
+    def reset(self) -> None:
+        """Forget recorded requests and queued faults."""
+        self.state.reset()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the fake LLM upstream until SIGTERM/SIGINT.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    fake = FakeUpstream(host=args.host, port=args.port).start()
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    print(
+        json.dumps(
+            {
+                "url": fake.url,
+                "openai_key": fake.OPENAI_KEY,
+                "azure_key": fake.AZURE_KEY,
+                "azuread_token": fake.AZUREAD_TOKEN,
+            }
+        ),
+        flush=True,
+    )
+    try:
+        stopped.wait()
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
