@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from django import forms
-from django.utils.html import format_html_join
 
 from providers.registry import get_provider, provider_names
 
@@ -16,6 +15,11 @@ from .errors import InvalidRequest
 from .models import ProviderCredential, Route
 
 MASK = "••••••••"
+
+
+def masked_field_names(secrets: dict[str, str] | None) -> str:
+    """`name: ••••••••` for each stored secret field: which fields are set, never their values."""
+    return ", ".join(f"{name}: {MASK}" for name in sorted(secrets or {})) or "nothing stored yet"
 
 
 class RouteAdminForm(forms.ModelForm):
@@ -86,18 +90,15 @@ class CredentialAdminForm(forms.ModelForm):
         label="Replace other secret fields",
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text='JSON object, e.g. {"aws_secret_access_key": "..."}. Merged into the stored fields.',
+        help_text='JSON object, e.g. {"aws_secret_access_key": "..."}. Merged into the stored fields; '
+        "an empty string removes a field.",
     )
+
+    new_secrets: dict[str, str]  # set by clean(): what save() stores
 
     class Meta:
         model = ProviderCredential
         fields = ["environment"]
-
-    def stored_fields(self) -> str:
-        secrets = self.instance.secrets or {} if self.instance.pk else {}
-        if not secrets:
-            return "nothing stored yet"
-        return format_html_join(", ", "{}: {}", ((name, MASK) for name in sorted(secrets)))
 
     def clean_other_secrets(self) -> dict[str, str]:
         raw = self.cleaned_data.get("other_secrets") or ""
@@ -107,9 +108,12 @@ class CredentialAdminForm(forms.ModelForm):
             value = json.loads(raw)
         except json.JSONDecodeError:
             raise forms.ValidationError("Not valid JSON (the value is not shown back).") from None
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
             raise forms.ValidationError("Give a JSON object of strings.")
-        return value
+        # Pasted secrets often carry a trailing newline, which no vendor accepts.
+        return {k: v.strip() for k, v in value.items()}
 
     def _provider_name(self) -> str | None:
         # The route form posts its provider alongside its inline credentials.
@@ -136,10 +140,14 @@ class CredentialAdminForm(forms.ModelForm):
         if api_key and not provider.secret_fields:
             raise forms.ValidationError(f"Provider {provider.name} takes no secret fields.")
         secrets = dict(self.instance.secrets or {}) if self.instance.pk else {}
-        secrets.update(other)
+        for name, value in other.items():
+            if value:
+                secrets[name] = value
+            else:
+                secrets.pop(name, None)
         if api_key:
             secrets[provider.secret_fields[0]] = api_key
-        self._new_secrets = secrets
+        self.new_secrets = secrets
         return data
 
     def has_changed(self) -> bool:
@@ -147,7 +155,42 @@ class CredentialAdminForm(forms.ModelForm):
 
     def save(self, commit: bool = True) -> ProviderCredential:
         credential: ProviderCredential = super().save(commit=False)
-        credential.secrets = self._new_secrets
+        credential.secrets = self.new_secrets
         if commit:
             credential.save()
         return credential
+
+
+class CredentialInlineFormSet(forms.BaseInlineFormSet):
+    """Checks the route against the secrets it will really hold once saved.
+
+    The route form can only assume every secret field is set; here the credentials are known, so a
+    route that needs a key (OpenAI's own API, Azure) cannot be saved without one.
+    """
+
+    instance: Route
+
+    def clean(self) -> None:
+        super().clean()
+        route = self.instance
+        if any(self.errors) or route.provider not in provider_names():
+            return
+        try:
+            services.route_validate(route_type=route.route_type, provider=route.provider,
+                                    config=route.config or {}, secrets=assumed_secrets(route.provider))
+        except InvalidRequest:
+            return  # the route form reports it
+        by_environment: dict[str, dict[str, str]] = {}
+        for form in self.forms:
+            new_secrets = getattr(form, "new_secrets", None)
+            if new_secrets is None or (self.can_delete and self._should_delete_form(form)):
+                continue  # an untouched extra form, or one being deleted
+            by_environment[form.cleaned_data["environment"]] = new_secrets
+        checks = list(by_environment.items()) or [("", {})]
+        for environment, secrets in checks:
+            try:
+                services.route_validate(route_type=route.route_type, provider=route.provider,
+                                        config=route.config or {}, secrets=secrets)
+            except InvalidRequest as exc:
+                where = f"The {environment} credential" if environment else "This route needs a credential"
+                raise forms.ValidationError(f"{where}: {exc.message}") from None
