@@ -88,7 +88,8 @@ TEMPLATES = [
 WSGI_APPLICATION = "gatewaysite.wsgi.application"
 ASGI_APPLICATION = "gatewaysite.asgi.application"
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+_database_url = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+DATABASES = {"default": environ.Env.db_url_config(_database_url)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The serving half writes usage from a worker thread while the admin writes too.
     DATABASES["default"].setdefault("OPTIONS", {}).update({

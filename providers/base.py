@@ -10,6 +10,7 @@ Temperature is carried on OpenAI's 0..2 scale; each provider rescales to its ven
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -243,15 +244,18 @@ class UpstreamBadResponse(UpstreamError):
     code = "UPSTREAM_BAD_RESPONSE"
 
 
+_KEY_LIKE = re.compile(r"\b(sk|pk|key|gw|org)-[A-Za-z0-9_*.\-]{4,}")
+
+
 def redact(text: str, secrets: Secrets) -> str:
     """Remove every secret value (and any key-looking token) from a vendor message."""
-    import re
-
+    # Key-looking tokens first, whole, so a partially masked echo ("sk-abc12****wxyz") goes entirely.
+    text = _KEY_LIKE.sub("[REDACTED]", text)
     for value in secrets.values_to_redact():
         text = text.replace(value, "[REDACTED]")
         if len(value) > 8:  # vendors echo keys partially masked: "sk-abc...wxyz"
             text = text.replace(value[:6], "[REDACTED]").replace(value[-4:], "[REDACTED]")
-    return re.sub(r"\b(sk|pk|key|gw)-[A-Za-z0-9_*.\-]{4,}", "[REDACTED]", text)
+    return text
 
 
 # ---------------------------------------------------------------- the provider interface

@@ -18,11 +18,14 @@ Wire shapes: `openai` sends `Authorization: Bearer KEY` to `{base}/chat/completi
 `{base}/completions` and `{base}/embeddings` with `model` in the body; `azure` sends `api-key: KEY`
 to `{base}/openai/deployments/{deployment}/{path}?api-version=...` with no `model` (the deployment
 names it); `azuread` has Azure's URL shape and `Authorization: Bearer TOKEN`. A completions route
-calls the completions API, which only instruct models serve on OpenAI (chat models need a chat route).
+calls the completions API, except on OpenAI's own API and Azure for a chat model (anything not an
+instruct/davinci/babbage model): there the prompt goes to the chat API as one user message, as MLflow
+2.5 did, so the seed's `gpt-4` completions route works.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -141,6 +144,20 @@ def to_vendor_body(request: StdRequest) -> dict[str, Any]:
     return embeddings_to_vendor(request)
 
 
+_LEGACY_COMPLETION_MODEL = re.compile(r"instruct|davinci|babbage|curie", re.IGNORECASE)
+
+
+def completions_via_chat(settings: OpenAISettings, model: str) -> bool:
+    """Whether a completions route must call the chat API (as MLflow 2.5 did for OpenAI).
+
+    OpenAI and Azure serve `/completions` only for the legacy instruct models, so a completions
+    route on `gpt-4` (the seed's example) sends the prompt as one user message to the chat API.
+    OpenAI-compatible servers (vLLM, Ollama, ...) serve `/completions` for any model.
+    """
+    hosted = settings.is_azure or urlsplit(settings.api_base).hostname == "api.openai.com"
+    return hosted and not _LEGACY_COMPLETION_MODEL.search(model)
+
+
 def build_upstream_request(
     settings: OpenAISettings, *, model: str, api_key: str | None, request: StdRequest
 ) -> UpstreamRequest:
@@ -148,6 +165,11 @@ def build_upstream_request(
     path = PATHS[request.route_type]
     headers: dict[str, str] = {}
     body = to_vendor_body(request)
+    if isinstance(request, CompletionsRequest) and completions_via_chat(settings, model):
+        path = PATHS[RouteType.CHAT]
+        body = chat_to_vendor(
+            ChatRequest(messages=[ChatMessage(role="user", content=request.prompt)], params=request.params)
+        )
     if settings.is_azure:
         deployment = quote(settings.deployment_name or "", safe="")
         url = f"{settings.api_base}/openai/deployments/{deployment}/{path}"
@@ -206,7 +228,10 @@ def chat_from_vendor(data: Mapping[str, Any], *, default_model: str) -> ChatResp
 def completions_from_vendor(data: Mapping[str, Any], *, default_model: str) -> CompletionsResponse:
     choices = [
         CompletionChoice(
-            index=int(c.get("index", i)), text=str(c["text"]), finish_reason=c.get("finish_reason")
+            index=int(c.get("index", i)),
+            # a chat answer when the prompt went through the chat API (see completions_via_chat)
+            text=str(c["text"] if "text" in c else (c["message"].get("content") or "")),
+            finish_reason=c.get("finish_reason"),
         )
         for i, c in enumerate(data["choices"])
     ]

@@ -2,22 +2,88 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
+
+from providers.base import RouteType
 
 from . import services
-from .admin_forms import CredentialAdminForm, RouteAdminForm
+from .admin_forms import CredentialAdminForm, CredentialInlineFormSet, RouteAdminForm, masked_field_names
 from .models import ApiKey, Consumer, ProviderCredential, Route, RouteGrant, Team
 from .route_test import route_test
+
+EXAMPLE_TEXT = "Hello!"
+_CHAT_BODY: dict[str, Any] = {"messages": [{"role": "user", "content": EXAMPLE_TEXT}]}
+# Minimal request bodies per route type: MLflow 2.5's schemas, and the OpenAI-shaped ones that the
+# deployments API and /v1 take.
+_MLFLOW_BODIES: dict[RouteType, dict[str, Any]] = {
+    RouteType.CHAT: _CHAT_BODY,
+    RouteType.COMPLETIONS: {"prompt": EXAMPLE_TEXT},
+    RouteType.EMBEDDINGS: {"text": EXAMPLE_TEXT},
+}
+_OPENAI_BODIES: dict[RouteType, dict[str, Any]] = {
+    RouteType.CHAT: _CHAT_BODY,
+    RouteType.COMPLETIONS: {"prompt": EXAMPLE_TEXT},
+    RouteType.EMBEDDINGS: {"input": EXAMPLE_TEXT},
+}
+_OPENAI_PATHS: dict[RouteType, str] = {
+    RouteType.CHAT: "chat/completions",
+    RouteType.COMPLETIONS: "completions",
+    RouteType.EMBEDDINGS: "embeddings",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationExample:
+    """How a consumer calls a route through one API family: the URL and a ready-to-paste curl."""
+
+    api: str
+    url: str
+    body: dict[str, Any]
+
+    @property
+    def curl(self) -> str:
+        return (
+            f"curl -X POST {self.url} \\\n"
+            '  -H "Authorization: Bearer $GATEWAY_KEY" \\\n'
+            '  -H "Content-Type: application/json" \\\n'
+            f"  -d '{json.dumps(self.body)}'"
+        )
+
+
+def invocation_examples(route: Route, base_url: str) -> list[InvocationExample]:
+    """The route's invocation URL in each API family, with a minimal body of the route's type."""
+    base = base_url.rstrip("/")
+    try:
+        rtype = RouteType(route.route_type)
+    except ValueError:
+        return []
+    name, openai_body, openai_path = route.name, _OPENAI_BODIES[rtype], _OPENAI_PATHS[rtype]
+    return [
+        InvocationExample("MLflow AI Gateway", f"{base}/gateway/{name}/invocations", _MLFLOW_BODIES[rtype]),
+        InvocationExample("MLflow deployments", f"{base}/endpoints/{name}/invocations", openai_body),
+        InvocationExample("OpenAI-compatible", f"{base}/v1/{openai_path}", {"model": name} | openai_body),
+    ]
+
+
+def gateway_base_url(request: HttpRequest) -> str:
+    configured: str = settings.GATEWAY["PUBLIC_URL"]
+    return configured.rstrip("/") if configured else request.build_absolute_uri("/").rstrip("/")
 
 
 class CredentialInline(admin.StackedInline):
     model = ProviderCredential
     form = CredentialAdminForm
+    formset = CredentialInlineFormSet
     extra = 0
     fields = ["environment", "stored", "api_key", "other_secrets", "updated_at"]
     readonly_fields = ["stored", "updated_at"]
@@ -25,8 +91,7 @@ class CredentialInline(admin.StackedInline):
 
     @admin.display(description="Stored secret fields")
     def stored(self, obj: ProviderCredential) -> str:
-        names = sorted(obj.secrets or {}) if obj.pk else []
-        return ", ".join(f"{n}: ••••••••" for n in names) or "nothing stored yet"
+        return masked_field_names(obj.secrets if obj.pk else None)
 
 
 class RouteGrantInline(admin.TabularInline):
@@ -35,6 +100,9 @@ class RouteGrantInline(admin.TabularInline):
     autocomplete_fields = ["team", "consumer"]
     fields = ["team", "consumer", "created_at"]
     readonly_fields = ["created_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RouteGrant]:
+        return super().get_queryset(request).select_related("team", "consumer__team")
 
 
 @admin.register(Route)
@@ -47,7 +115,25 @@ class RouteAdmin(admin.ModelAdmin):
     actions = ["test_routes", "disable_routes", "enable_routes"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Route]:
-        return super().get_queryset(request).prefetch_related("credentials")
+        # Environments only: listing routes needs no secret decrypted.
+        environments = ProviderCredential.objects.only("route", "environment")
+        return super().get_queryset(request).prefetch_related(Prefetch("credentials", queryset=environments))
+
+    # The posted form carries new secrets: keep them out of error reports (the 500 email, the debug page).
+    @method_decorator(sensitive_post_parameters())
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], add: bool = False, change: bool = False,
+        form_url: str = "", obj: Route | None = None,
+    ) -> HttpResponse:
+        if obj is not None and obj.pk:
+            context["invocation_examples"] = invocation_examples(obj, gateway_base_url(request))
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="Credentials")
     def environments(self, route: Route) -> str:
@@ -62,12 +148,12 @@ class RouteAdmin(admin.ModelAdmin):
     @admin.action(description="Disable selected routes")
     def disable_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
         count = services.route_set_enabled(routes=queryset, enabled=False)
-        self.message_user(request, f"Disabled {count} route(s).")
+        self.message_user(request, f"Disabled {count} route(s).", messages.SUCCESS)
 
     @admin.action(description="Enable selected routes")
     def enable_routes(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
         count = services.route_set_enabled(routes=queryset, enabled=True)
-        self.message_user(request, f"Enabled {count} route(s).")
+        self.message_user(request, f"Enabled {count} route(s).", messages.SUCCESS)
 
 
 @admin.register(Team)
@@ -92,15 +178,23 @@ class ApiKeyInline(admin.TabularInline):
 class ConsumerAdmin(admin.ModelAdmin):
     list_display = ["name", "team", "kind", "environment", "is_active", "created_at"]
     list_filter = ["kind", "environment", "is_active", "team"]
+    list_select_related = ["team"]
     search_fields = ["name", "email", "team__name"]
     autocomplete_fields = ["team"]
     inlines = [ApiKeyInline]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Consumer]:
+        # str(consumer) names its team: the changelist, the autocomplete and the key pages show it.
+        return super().get_queryset(request).select_related("team")
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "consumer", "name", "is_admin", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    list_display = [
+        "__str__", "consumer", "name", "is_admin", "created_at", "last_used_at", "expires_at", "revoked_at",
+    ]
     list_filter = ["is_admin", ("revoked_at", admin.EmptyFieldListFilter), "consumer__team", "consumer__kind"]
+    list_select_related = ["consumer__team"]
     search_fields = ["prefix", "name", "consumer__name", "consumer__team__name"]
     autocomplete_fields = ["consumer"]
     actions = ["revoke_keys"]
@@ -108,7 +202,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
         if obj is None:
             return ["consumer", "name", "is_admin", "expires_at"]
-        return ["prefix", "consumer", "name", "is_admin", "created_at", "last_used_at", "expires_at", "revoked_at"]
+        return [
+            "prefix", "consumer", "name", "is_admin",
+            "created_at", "last_used_at", "expires_at", "revoked_at",
+        ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
         if obj is None:
@@ -124,11 +221,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
         )
         saved = issued.api_key
         # The admin logs and redirects with the object it built: make it the saved row.
-        obj.pk, obj.prefix, obj.hashed_key, obj.created_at = saved.pk, saved.prefix, saved.hashed_key, saved.created_at
+        obj.pk, obj.prefix, obj.hashed_key = saved.pk, saved.prefix, saved.hashed_key
+        obj.created_at = saved.created_at
         obj._state.adding, obj._state.db = False, saved._state.db
         request._issued_key_plaintext = issued.plaintext  # type: ignore[attr-defined]
 
-    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
         plaintext = getattr(request, "_issued_key_plaintext", None)
         if plaintext is None:
             return super().response_add(request, obj, post_url_continue)
@@ -141,4 +241,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = services.api_key_revoke(api_keys=queryset)
-        self.message_user(request, f"Revoked {count} key(s); every server stops accepting them within 2 seconds.")
+        self.message_user(
+            request,
+            f"Revoked {count} key(s); every server stops accepting them within 2 seconds.",
+            messages.SUCCESS,
+        )

@@ -163,3 +163,6 @@ class ConfigVersion(models.Model):
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"config version {self.version}"

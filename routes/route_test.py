@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from providers.base import (
@@ -20,12 +21,16 @@ from providers.base import (
     StdRequest,
     StdResponse,
     Target,
+    redact,
 )
 from providers.client import UpstreamClient, execute
 from providers.registry import get_provider
 
+from .crypto import CredentialDecryptionError
 from .environments import for_environment
-from .models import Environment, Route
+from .models import Environment, ProviderCredential, Route
+
+logger = logging.getLogger(__name__)
 
 PROBE_TEXT = "Say OK."
 
@@ -38,7 +43,9 @@ class RouteTestResult:
 
 def route_target(route: Route, environment: str = Environment.PRODUCTION) -> Target:
     """The target a consumer of `environment` would reach (same rule as the serving snapshot)."""
-    credential = for_environment({c.environment: c for c in route.credentials.all()}, environment)
+    # A fresh query: the admin's route list prefetches credentials without their (encrypted) secrets.
+    by_environment = {c.environment: c for c in ProviderCredential.objects.filter(route_id=route.pk)}
+    credential = for_environment(by_environment, environment)
     secrets = Secrets(credential.secrets if credential else {})
     return Target(provider=route.provider, model=route.model_name, config=dict(route.config), secrets=secrets)
 
@@ -64,19 +71,32 @@ def describe(response: StdResponse) -> str:
     return f"{text[:200]!r} ({tokens} tokens)"
 
 
-async def _run(target: Target, request: StdRequest, timeout: float) -> StdResponse:
+async def _run(target: Target, request: StdRequest, seconds: float) -> StdResponse:
     client = UpstreamClient()
     try:
-        return await execute(get_provider(target.provider), target, request, client=client, timeout=timeout)
+        return await execute(get_provider(target.provider), target, request, client=client, timeout=seconds)
     finally:
         await client.aclose()
 
 
 def route_test(*, route: Route, timeout: float = 20.0) -> RouteTestResult:
-    """Send one tiny request of the route's type with its production credential."""
-    target = route_target(route)
+    """Send one tiny request of the route's type with its production credential.
+
+    Never raises for a failed test: every outcome is a result whose summary is safe to show (secret
+    values are redacted from it even if a provider's error message let one through).
+    """
+    try:
+        target = route_target(route)
+    except CredentialDecryptionError as exc:
+        return RouteTestResult(ok=False, summary=f"{route.name}: {exc}")
     try:
         response = asyncio.run(_run(target, probe_request(RouteType(route.route_type)), timeout))
     except GatewayError as exc:
-        return RouteTestResult(ok=False, summary=f"{route.name}: {exc.status} {exc.code}: {exc.message}")
+        summary = f"{route.name}: {exc.status} {exc.code}: {exc.message}"
+        return RouteTestResult(ok=False, summary=redact(summary, target.secrets))
+    except Exception as exc:
+        # A bug, not an upstream failure: keep the admin page up, put the traceback in the server log.
+        logger.exception("testing route %s failed unexpectedly", route.name)
+        summary = f"{route.name}: the test failed unexpectedly ({type(exc).__name__}); see the server log."
+        return RouteTestResult(ok=False, summary=summary)
     return RouteTestResult(ok=True, summary=f"{route.name} answered {describe(response)}")

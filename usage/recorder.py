@@ -8,6 +8,7 @@ database hiccup loses nothing while the process lives; shutdown flushes what is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -66,10 +67,8 @@ class UsageRecorder:
 
     async def _loop(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._flush_seconds)
-            except TimeoutError:
-                pass
             self._wakeup.clear()
             await self.flush()
 
@@ -80,9 +79,7 @@ class UsageRecorder:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         await self.flush()

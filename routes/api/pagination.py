@@ -26,7 +26,9 @@ def decode_token(token: str) -> str:
     return after
 
 
-def paginate_routes(routes: QuerySet[Route], *, page_token: str | None, page_size: int) -> tuple[list[Route], str | None]:
+def paginate_routes(
+    routes: QuerySet[Route], *, page_token: str | None, page_size: int
+) -> tuple[list[Route], str | None]:
     routes = routes.order_by("name")
     if page_token:
         routes = routes.filter(name__gt=decode_token(page_token))

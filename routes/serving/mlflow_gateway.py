@@ -1,7 +1,7 @@
 """The MLflow 2.5 route API family: `POST /gateway/{name}/invocations` with 2.5's schemas.
 
 Request: completions `{prompt}`, chat `{messages}`, embeddings `{text}`; `temperature` 0..1
-(default 0.0, sent to the provider on OpenAI's 0..2 scale, i.e. ×2, and rescaled from there per
+(default 0.0, sent to the provider on OpenAI's 0..2 scale, i.e. times 2, and rescaled from there per
 vendor), `candidate_count` 1..5, `stop` (≥ 1 item), `max_tokens` ≥ 1. Unknown fields are refused.
 Errors: `{"error_code", "message"}`.
 """

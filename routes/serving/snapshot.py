@@ -9,6 +9,7 @@ Key expiry is checked per request, so an expired key fails at once even between 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -158,9 +159,7 @@ class SnapshotHolder:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if self._redis is not None:
             await self._redis.aclose()

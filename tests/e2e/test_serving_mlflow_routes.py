@@ -80,7 +80,7 @@ def test_three_route_types_through_openai_in_the_25_shape(gateway_server, openai
     sent = fake_upstream.last_request
     assert sent.path == "/v1/chat/completions"
     assert sent.headers["authorization"] == f"Bearer {KEY}"
-    assert sent.json["temperature"] == 1.0  # 2.5's 0..1 scale, ×2 for OpenAI
+    assert sent.json["temperature"] == 1.0  # 2.5's 0..1 scale, times 2 for OpenAI
     assert sent.json["n"] == 2 and sent.json["max_tokens"] == 20 and sent.json["stop"] == ["\n\n"]
 
     comp = post(gateway_server, "oa-comp", caller.key, {"prompt": "Once upon"})

@@ -88,6 +88,10 @@ async def play(fault: Fault, request: web.Request, error: ErrorResponder) -> web
 
 
 _STATUS_MESSAGES = {
+    400: "Invalid request (fake fault 400).",
+    401: "Invalid authentication (fake fault 401).",
+    403: "You are not allowed to sample from this model (fake fault 403).",
+    404: "The model does not exist or you do not have access to it (fake fault 404).",
     429: "Rate limit reached for requests. Please try again in 1s.",
     500: "The server had an error while processing your request. Sorry about that!",
     502: "Bad gateway.",

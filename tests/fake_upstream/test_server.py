@@ -131,4 +131,7 @@ def test_runs_as_a_separate_process_controlled_over_http() -> None:
         assert httpx.get(f"{base}/__fake__/requests").json() == []
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        exit_code = process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+    assert exit_code == 0

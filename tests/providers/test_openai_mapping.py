@@ -97,6 +97,27 @@ def test_openai_paths_per_route_type(request_: Any, path: str) -> None:
     assert req.url == f"http://vllm:8000/v1/{path}"
 
 
+def test_completions_on_openai_with_a_chat_model_go_to_the_chat_api_as_mlflow_25_did() -> None:
+    params = CommonParams(max_tokens=7)
+    req = provider.build_request(_target({}, model="gpt-4"), CompletionsRequest("Classify: great!", params))
+    assert req.url == "https://api.openai.com/v1/chat/completions"
+    assert req.json == {"model": "gpt-4", "messages": [{"role": "user", "content": "Classify: great!"}],
+                        "max_tokens": 7}
+    answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "positive"},
+                           "finish_reason": "stop"}], "usage": {"prompt_tokens": 4, "completion_tokens": 1}}
+    parsed = completions_from_vendor(answer, default_model="gpt-4")
+    assert parsed.choices[0].text == "positive"
+
+
+def test_completions_with_an_instruct_model_or_a_compatible_server_use_the_completions_api() -> None:
+    instruct = provider.build_request(_target({}, model="gpt-3.5-turbo-instruct"), CompletionsRequest("x"))
+    assert instruct.url == "https://api.openai.com/v1/completions"
+    assert instruct.json["prompt"] == "x"
+    vllm = provider.build_request(_target({"openai_api_base": "http://vllm:8000/v1"}, model="llama-3"),
+                                  CompletionsRequest("x"))
+    assert vllm.url == "http://vllm:8000/v1/completions"
+
+
 def test_embeddings_body_sends_inputs_as_input() -> None:
     req = provider.build_request(_target({}, model="text-embedding-3-small"), EmbeddingsRequest(["a", "b"]))
     assert req.json == {"model": "text-embedding-3-small", "input": ["a", "b"]}

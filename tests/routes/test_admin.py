@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 import pytest
 from django.contrib.messages import constants as message_levels
+from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.db import connection
 
 from providers import registry
 from providers.base import Provider, RouteType
@@ -25,6 +25,14 @@ pytestmark = pytest.mark.django_db
 ROUTE_ADD = "/admin/routes/route/add/"
 ROUTE_CHANGELIST = "/admin/routes/route/"
 CLOSED_PORT_BASE = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there
+
+
+@pytest.fixture
+def admin_client(client: Client, django_user_model: Any) -> Client:
+    """A client logged in as a superuser (no password: hashing one costs most of a test's time)."""
+    user = django_user_model.objects.create(username="root", is_staff=True, is_superuser=True)
+    client.force_login(user)
+    return client
 
 
 def route_change_url(route: Route) -> str:
