@@ -69,7 +69,7 @@ class RouteAdminForm(forms.ModelForm):
     def _drop_from_shown_config(self, config: dict[str, Any]) -> None:
         # The page re-renders what was posted: a secret typed into the config must not come back in
         # the HTML (pages get cached, saved, screenshotted).
-        return
+        self.data = self.data.copy()
         self.data[self.add_prefix("config")] = json.dumps(config, indent=2)
 
 

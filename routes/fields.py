@@ -14,6 +14,9 @@ class EncryptedJSONField(models.TextField):
     """Stores a dict of secret strings encrypted; the database only ever sees the Fernet token."""
 
     description = "A JSON object encrypted with the project's Fernet keys"
+    # For django-stubs: the Python value is the dict, not the stored text.
+    _pyi_private_set_type: dict[str, str]  # type: ignore[assignment]
+    _pyi_private_get_type: dict[str, str]  # type: ignore[assignment]
 
     def get_prep_value(self, value: Any) -> str | None:
         if value is None:

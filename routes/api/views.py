@@ -15,9 +15,16 @@ from rest_framework.views import APIView
 from .. import selectors, services
 from ..errors import InvalidRequest
 from ..models import Route
+from ..principal import Principal
 from .authentication import IsAdminKey
 from .pagination import paginate_routes
 from .serializers import RouteCreateInputSerializer, RouteOutputSerializer
+
+
+def principal(request: Request) -> Principal:
+    """The authenticated caller (GatewayKeyAuthentication puts a Principal in request.user)."""
+    assert isinstance(request.user, Principal)
+    return request.user
 
 
 def base_url(request: Request) -> str:
@@ -36,7 +43,7 @@ class RouteListPage(serializers.Serializer):
 
 class RouteListCreateApi(APIView):
     def get_permissions(self) -> list[Any]:
-        return [IsAdminKey()] if self.request.method == "POST" else super().get_permissions()
+        return [IsAdminKey()] if self.request.method == "POST" else list(super().get_permissions())
 
     @extend_schema(
         parameters=[OpenApiParameter("page_token", str, description="From the previous page's next_page_token.")],
@@ -50,7 +57,7 @@ class RouteListCreateApi(APIView):
                 raise InvalidRequest("max_results must be an integer from 1 to 1000.")
             page_size = int(raw_size)
         routes, token = paginate_routes(
-            selectors.routes_visible_to(request.user),
+            selectors.routes_visible_to(principal(request)),
             page_token=request.query_params.get("page_token"),
             page_size=page_size,
         )
@@ -74,11 +81,11 @@ class RouteListCreateApi(APIView):
 
 class RouteDetailApi(APIView):
     def get_permissions(self) -> list[Any]:
-        return [IsAdminKey()] if self.request.method == "DELETE" else super().get_permissions()
+        return [IsAdminKey()] if self.request.method == "DELETE" else list(super().get_permissions())
 
     @extend_schema(responses=RouteOutputSerializer)
     def get(self, request: Request, name: str) -> Response:
-        route = get_object_or_404(selectors.routes_visible_to(request.user), name=name)
+        route = get_object_or_404(selectors.routes_visible_to(principal(request)), name=name)
         return Response(render_route(request, route))
 
     @extend_schema(responses={200: None})

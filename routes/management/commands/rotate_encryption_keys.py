@@ -21,6 +21,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         table = ProviderCredential._meta.db_table
         column = ProviderCredential._meta.get_field("secrets").column
+        assert column is not None
         qn = connection.ops.quote_name
         rotated = 0
         try:
@@ -30,7 +31,8 @@ class Command(BaseCommand):
                 with connection.cursor() as cursor:
                     for pk in rows:
                         cursor.execute(f"SELECT {qn(column)} FROM {qn(table)} WHERE id = %s", [pk])
-                        (token,) = cursor.fetchone()
+                        row = cursor.fetchone()
+                        token = row[0] if row else None
                         if token is None:
                             continue
                         cursor.execute(
