@@ -5,6 +5,7 @@ secrets. With DEBUG off, SECRET_KEY and FIELD_ENCRYPTION_KEYS must be given: sta
 clear message instead of falling back to a default.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -99,8 +100,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     })
-    # A file, not memory, so an end-to-end test's server process sees the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+    # A file, not memory, so an end-to-end test's server process sees the test database; one per
+    # test run, so two runs in one checkout never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test_db_{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -168,7 +168,7 @@ class ApiKeyInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     fields = ["prefix", "name", "is_admin", "created_at", "last_used_at", "expires_at", "revoked_at"]
-    readonly_fields = fields
+    readonly_fields = ["prefix", "name", "is_admin", "created_at", "last_used_at", "expires_at", "revoked_at"]
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # keys are issued from the API key page, which shows the new key once
@@ -199,13 +199,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
     autocomplete_fields = ["consumer"]
     actions = ["revoke_keys"]
 
-    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         if obj is None:
-            return ["consumer", "name", "is_admin", "expires_at"]
-        return [
-            "prefix", "consumer", "name", "is_admin",
-            "created_at", "last_used_at", "expires_at", "revoked_at",
-        ]
+            return ("consumer", "name", "is_admin", "expires_at")
+        return (
+            "prefix", "consumer", "name", "is_admin", "created_at", "last_used_at", "expires_at", "revoked_at",
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
         if obj is None:

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 from django import forms
+from django.forms.formsets import DELETION_FIELD_NAME
+from django.http import QueryDict
 
 from providers.registry import get_provider, provider_names
 
@@ -31,7 +33,9 @@ class RouteAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["provider"].choices = [(n, n) for n in provider_names()]
+        provider_field = self.fields["provider"]
+        assert isinstance(provider_field, forms.ChoiceField)
+        provider_field.choices = [(n, n) for n in provider_names()]
 
     def clean_config(self) -> Any:
         # An emptied textarea means "no settings", not NULL (the column is NOT NULL).
@@ -39,7 +43,8 @@ class RouteAdminForm(forms.ModelForm):
         return {} if value is None else value
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         provider, route_type = data.get("provider"), data.get("route_type")
         config = data.get("config")
         if config is None:
@@ -69,8 +74,9 @@ class RouteAdminForm(forms.ModelForm):
     def _drop_from_shown_config(self, config: dict[str, Any]) -> None:
         # The page re-renders what was posted: a secret typed into the config must not come back in
         # the HTML (pages get cached, saved, screenshotted).
-        self.data = self.data.copy()
-        self.data[self.add_prefix("config")] = json.dumps(config, indent=2)
+        shown = self.data.copy() if isinstance(self.data, QueryDict) else dict(self.data)
+        shown[self.add_prefix("config")] = json.dumps(config, indent=2)
+        self.data = shown
 
 
 def assumed_secrets(provider: str) -> dict[str, str]:
@@ -123,7 +129,8 @@ class CredentialAdminForm(forms.ModelForm):
         return self.instance.route.provider if self.instance.route_id else None
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         api_key, other = data.get("api_key"), data.get("other_secrets") or {}
         if not self.instance.pk and not api_key and not other:
             raise forms.ValidationError("Enter the API key (or other secret fields) for this credential.")
@@ -183,7 +190,7 @@ class CredentialInlineFormSet(forms.BaseInlineFormSet):
         by_environment: dict[str, dict[str, str]] = {}
         for form in self.forms:
             new_secrets = getattr(form, "new_secrets", None)
-            if new_secrets is None or (self.can_delete and self._should_delete_form(form)):
+            if new_secrets is None or form.cleaned_data.get(DELETION_FIELD_NAME):
                 continue  # an untouched extra form, or one being deleted
             by_environment[form.cleaned_data["environment"]] = new_secrets
         checks = list(by_environment.items()) or [("", {})]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -101,6 +101,11 @@ class Route(models.Model):
         default=dict, blank=True, help_text="Non-secret provider settings, with MLflow's keys (e.g. openai_api_base)."
     )
     enabled = models.BooleanField(default=True)
+    max_candidates = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(128)],
+        help_text="Most candidates (n / candidate_count) one request may ask for.",
+    )
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

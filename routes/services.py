@@ -65,12 +65,15 @@ def route_create(
     config: Mapping[str, Any] | None = None,
     environment: str = Environment.PRODUCTION,
     enabled: bool = True,
+    max_candidates: int = 5,
     description: str = "",
 ) -> Route:
     """Create a route from MLflow-style config; secret fields go to an encrypted credential."""
     _validate_name(name, "route")
     if not model_name or not isinstance(model_name, str):
         raise InvalidRequest("The model name is required.")
+    if not 1 <= max_candidates <= 128:
+        raise InvalidRequest("max_candidates must be from 1 to 128.")
     plain, secrets = provider_config_split(provider=provider, config=dict(config or {}))
     route_validate(route_type=route_type, provider=provider, config=plain, secrets=secrets)
     if Route.objects.filter(name=name).exists():
@@ -79,7 +82,7 @@ def route_create(
         with transaction.atomic():
             route = Route.objects.create(
                 name=name, route_type=route_type, provider=provider, model_name=model_name,
-                config=plain, enabled=enabled, description=description,
+                config=plain, enabled=enabled, max_candidates=max_candidates, description=description,
             )
     except IntegrityError:
         raise AlreadyExists(f"Route '{name}' already exists.") from None

@@ -64,3 +64,28 @@ class RouteOutputSerializer(serializers.ModelSerializer):
 
     def get_limit(self, route: Route) -> None:
         return None
+
+
+class EndpointOutputSerializer(serializers.ModelSerializer):
+    """MLflow deployments' endpoint: `{name, endpoint_type, model: {name, provider}, endpoint_url, limit}`.
+
+    `limit` is always present (MLflow's 3.x client rejects its absence), null when none is set.
+    """
+
+    endpoint_type = serializers.CharField(source="route_type")
+    model = serializers.SerializerMethodField()
+    endpoint_url = serializers.SerializerMethodField()
+    limit = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Route
+        fields = ["name", "endpoint_type", "model", "endpoint_url", "limit"]
+
+    def get_model(self, route: Route) -> dict[str, str]:
+        return {"name": route.model_name, "provider": route.provider}
+
+    def get_endpoint_url(self, route: Route) -> str:
+        return f"{self.context['base_url']}/endpoints/{route.name}/invocations"
+
+    def get_limit(self, route: Route) -> None:
+        return None

@@ -1,8 +1,10 @@
 from django.urls import path
 
-from .views import RouteDetailApi, RouteListCreateApi
+from .views import EndpointDetailApi, EndpointListApi, RouteDetailApi, RouteListCreateApi
 
 urlpatterns = [
     path("2.0/gateway/routes/", RouteListCreateApi.as_view(), name="route-list"),
     path("2.0/gateway/routes/<str:name>", RouteDetailApi.as_view(), name="route-detail"),
+    path("2.0/endpoints/", EndpointListApi.as_view(), name="endpoint-list"),
+    path("2.0/endpoints/<str:name>", EndpointDetailApi.as_view(), name="endpoint-detail"),
 ]

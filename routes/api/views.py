@@ -18,7 +18,7 @@ from ..models import Route
 from ..principal import Principal
 from .authentication import IsAdminKey
 from .pagination import paginate_routes
-from .serializers import RouteCreateInputSerializer, RouteOutputSerializer
+from .serializers import EndpointOutputSerializer, RouteCreateInputSerializer, RouteOutputSerializer
 
 
 def principal(request: Request) -> Principal:
@@ -36,6 +36,15 @@ def render_route(request: Request, route: Route) -> dict[str, Any]:
     return dict(RouteOutputSerializer(route, context={"base_url": base_url(request)}).data)
 
 
+def page_size(request: Request) -> int:
+    raw = request.query_params.get("max_results")
+    if raw is None:
+        return int(settings.GATEWAY["PAGE_SIZE"])
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise InvalidRequest("max_results must be an integer from 1 to 1000.")
+    return int(raw)
+
+
 class RouteListPage(serializers.Serializer):
     routes = RouteOutputSerializer(many=True)
     next_page_token = serializers.CharField(allow_null=True)
@@ -50,16 +59,10 @@ class RouteListCreateApi(APIView):
         responses=RouteListPage,
     )
     def get(self, request: Request) -> Response:
-        page_size = settings.GATEWAY["PAGE_SIZE"]
-        raw_size = request.query_params.get("max_results")
-        if raw_size is not None:
-            if not raw_size.isdigit() or not 1 <= int(raw_size) <= 1000:
-                raise InvalidRequest("max_results must be an integer from 1 to 1000.")
-            page_size = int(raw_size)
         routes, token = paginate_routes(
             selectors.routes_visible_to(principal(request)),
             page_token=request.query_params.get("page_token"),
-            page_size=page_size,
+            page_size=page_size(request),
         )
         return Response({"routes": [render_route(request, r) for r in routes], "next_page_token": token})
 
@@ -93,3 +96,33 @@ class RouteDetailApi(APIView):
         route = get_object_or_404(Route, name=name)
         services.route_delete(route=route)
         return Response({}, status=status.HTTP_200_OK)
+
+
+class EndpointListPage(serializers.Serializer):
+    endpoints = EndpointOutputSerializer(many=True)
+    next_page_token = serializers.CharField(allow_null=True)
+
+
+class EndpointListApi(APIView):
+    """MLflow deployments: the endpoints (routes) this key may query."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("page_token", str, description="From the previous page's next_page_token.")],
+        responses=EndpointListPage,
+    )
+    def get(self, request: Request) -> Response:
+        routes, token = paginate_routes(
+            selectors.routes_visible_to(principal(request)),
+            page_token=request.query_params.get("page_token"),
+            page_size=page_size(request),
+        )
+        context = {"base_url": base_url(request)}
+        endpoints = EndpointOutputSerializer(routes, many=True, context=context).data
+        return Response({"endpoints": endpoints, "next_page_token": token})
+
+
+class EndpointDetailApi(APIView):
+    @extend_schema(responses=EndpointOutputSerializer)
+    def get(self, request: Request, name: str) -> Response:
+        route = get_object_or_404(selectors.routes_visible_to(principal(request)), name=name)
+        return Response(EndpointOutputSerializer(route, context={"base_url": base_url(request)}).data)

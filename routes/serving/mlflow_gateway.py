@@ -42,7 +42,12 @@ class _Common(_Strict):
     stop: list[str] | None = Field(default=None, min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
 
-    def params(self) -> CommonParams:
+    def params(self, route: RouteEntry) -> CommonParams:
+        if self.candidate_count > route.max_candidates:
+            raise InvalidRequest(
+                f"candidate_count: at most {route.max_candidates} for route '{route.name}' "
+                f"(got {self.candidate_count})."
+            )
         return CommonParams(
             temperature=self.temperature * 2.0,
             max_tokens=self.max_tokens,
@@ -107,11 +112,11 @@ class MlflowGatewayFamily:
                 chat = ChatBody.model_validate(body)
                 return ChatRequest(
                     messages=[ChatMessage(role=m.role, content=m.content) for m in chat.messages],
-                    params=chat.params(),
+                    params=chat.params(route),
                 )
             if route.route_type is RouteType.COMPLETIONS:
                 comp = CompletionsBody.model_validate(body)
-                return CompletionsRequest(prompt=comp.prompt, params=comp.params())
+                return CompletionsRequest(prompt=comp.prompt, params=comp.params(route))
             emb = EmbeddingsBody.model_validate(body)
         except ValidationError as exc:
             raise InvalidRequest(validation_message(exc)) from None
@@ -120,7 +125,7 @@ class MlflowGatewayFamily:
             raise InvalidRequest("Invalid request: text: must not be empty")
         return EmbeddingsRequest(inputs=inputs)
 
-    def render(self, route: RouteEntry, request: StdRequest, response: StdResponse) -> dict[str, Any]:
+    def render(self, route: RouteEntry, body: dict[str, Any], response: StdResponse) -> dict[str, Any]:
         usage = response.usage
         metadata = {
             "input_tokens": usage.input_tokens,

@@ -133,7 +133,7 @@ async def serve_query(
         event.output_tokens = usage.output_tokens or 0
         event.total_tokens = usage.total_tokens or event.input_tokens + event.output_tokens
         event.tokens_estimated = usage.estimated
-        response: Response = JSONResponse(family.render(route, std_request, std_response))
+        response: Response = JSONResponse(family.render(route, body, std_response))
     except GatewayError as exc:
         event.status_code, event.error_code = exc.status, exc.code
         response = JSONResponse(family.error_body(exc), status_code=exc.status)

@@ -39,6 +39,7 @@ class RouteEntry:
     provider: Provider
     model: str
     enabled: bool
+    max_candidates: int
     targets: dict[str, Target]  # by environment
     no_credential_target: Target
     granted_team_ids: frozenset[int] = frozenset()
@@ -99,6 +100,7 @@ def snapshot_load(version: int) -> Snapshot:
             provider=provider,
             model=route.model_name,
             enabled=route.enabled,
+            max_candidates=route.max_candidates,
             targets=targets,
             no_credential_target=Target(provider=route.provider, model=route.model_name, config=dict(route.config)),
             granted_team_ids=frozenset(team_grants[route.pk]),
