@@ -146,10 +146,16 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "LLM governance gateway",
     "DESCRIPTION": "Routes, keys, limits and usage; serving endpoints for the MLflow and OpenAI API families.",
     "VERSION": "0.1.0",
+    # 3.1: JSON Schema 2020-12, the dialect of the serving half's pydantic schemas.
+    "OAS_VERSION": "3.1.0",
     # Swagger UI served from our own static files: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "routes.api.openapi.add_serving_paths",
+    ],
 }
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")

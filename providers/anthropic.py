@@ -252,9 +252,10 @@ def usage_from_vendor(data: Mapping[str, Any]) -> Usage:
 
 def chat_from_vendor(data: Mapping[str, Any], *, default_model: str) -> ChatResponse:
     message = ChatMessage(role="assistant", content=text_from_vendor(data))
+    finish_reason = finish_reason_from_vendor(data.get("stop_reason"))
     return ChatResponse(
         model=str(data.get("model") or default_model),
-        choices=[ChatChoice(index=0, message=message, finish_reason=finish_reason_from_vendor(data.get("stop_reason")))],
+        choices=[ChatChoice(index=0, message=message, finish_reason=finish_reason)],
         usage=usage_from_vendor(data),
         id=_optional_str(data.get("id")),
     )

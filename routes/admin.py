@@ -17,7 +17,13 @@ from django.views.decorators.debug import sensitive_post_parameters
 from providers.base import RouteType
 
 from . import services
-from .admin_forms import CredentialAdminForm, CredentialInlineFormSet, RouteAdminForm, masked_field_names
+from .admin_forms import (
+    ApiKeyAdminForm,
+    CredentialAdminForm,
+    CredentialInlineFormSet,
+    RouteAdminForm,
+    masked_field_names,
+)
 from .models import ApiKey, Consumer, ProviderCredential, Route, RouteGrant, Team
 from .route_test import route_test
 
@@ -190,6 +196,7 @@ class ConsumerAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyAdminForm
     list_display = [
         "__str__", "consumer", "name", "is_admin", "created_at", "last_used_at", "expires_at", "revoked_at",
     ]

@@ -9,12 +9,13 @@ from typing import Any
 from django import forms
 from django.forms.formsets import DELETION_FIELD_NAME
 from django.http import QueryDict
+from django.utils import timezone
 
 from providers.registry import get_provider, provider_names
 
 from . import services
 from .errors import InvalidRequest
-from .models import ProviderCredential, Route
+from .models import ApiKey, ProviderCredential, Route
 
 MASK = "••••••••"
 
@@ -132,13 +133,11 @@ class CredentialAdminForm(forms.ModelForm):
         super().clean()
         data = self.cleaned_data
         api_key, other = data.get("api_key"), data.get("other_secrets") or {}
-        if not self.instance.pk and not api_key and not other:
-            raise forms.ValidationError("Enter the API key (or other secret fields) for this credential.")
         provider_name = self._provider_name()
         if provider_name is None or provider_name not in provider_names():
             raise forms.ValidationError("Choose the route's provider first.")
         provider = get_provider(provider_name)
-        unknown = sorted(set(other) - set(provider.secret_fields))
+        unknown = sorted(name for name, value in other.items() if value and name not in provider.secret_fields)
         if unknown:
             raise forms.ValidationError(
                 f"Unknown secret field(s) for {provider.name}: {', '.join(unknown)} "
@@ -154,6 +153,19 @@ class CredentialAdminForm(forms.ModelForm):
                 secrets.pop(name, None)
         if api_key:
             secrets[provider.secret_fields[0]] = api_key
+        stale = sorted(set(secrets) - set(provider.secret_fields))
+        if stale:
+            # Left over from another provider (the route's provider was changed).
+            raise forms.ValidationError(
+                f"This credential holds {', '.join(stale)}, which provider {provider.name} does not take: "
+                f"tick Delete to remove the credential, or clear the field(s) with "
+                f"{json.dumps(dict.fromkeys(stale, ''))} in the other secret fields."
+            )
+        if not secrets:
+            raise forms.ValidationError(
+                "Enter the API key (or other secret fields) for this credential." if not self.instance.pk
+                else "This would leave the credential empty: tick Delete to remove it instead."
+            )
         self.new_secrets = secrets
         return data
 
@@ -201,3 +213,17 @@ class CredentialInlineFormSet(forms.BaseInlineFormSet):
             except InvalidRequest as exc:
                 where = f"The {environment} credential" if environment else "This route needs a credential"
                 raise forms.ValidationError(f"{where}: {exc.message}") from None
+
+
+class ApiKeyAdminForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["consumer", "name", "is_admin", "expires_at"]
+
+    def clean_expires_at(self) -> Any:
+        expires_at = self.cleaned_data.get("expires_at")
+        if expires_at is not None and self.instance.pk is None and expires_at <= timezone.now():
+            raise forms.ValidationError(
+                "This time has passed: the key would never work. Leave it blank or pick a later one."
+            )
+        return expires_at

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -37,3 +38,13 @@ class IsAdminKey:
 
     def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
         return self.has_permission(request, view)
+
+
+class GatewayKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """Tells drf-spectacular how GatewayKeyAuthentication authenticates."""
+
+    target_class = "routes.api.authentication.GatewayKeyAuthentication"
+    name = "gatewayKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "description": "A gateway key: gw-<prefix>_<secret>."}

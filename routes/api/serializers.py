@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..errors import InvalidRequest
 from ..models import Route
+
+
+# MLflow's Limit: `{calls, renewal_period, key}`, or null when the route has none.
+LIMIT_SCHEMA = {
+    "type": ["object", "null"],
+    "properties": {
+        "calls": {"type": "integer"},
+        "renewal_period": {"type": "string"},
+        "key": {"type": ["string", "null"]},
+    },
+}
 
 
 class RouteCreateInputSerializer(serializers.Serializer):
@@ -62,6 +74,7 @@ class RouteOutputSerializer(serializers.ModelSerializer):
     def get_route_url(self, route: Route) -> str:
         return f"{self.context['base_url']}/gateway/{route.name}/invocations"
 
+    @extend_schema_field(LIMIT_SCHEMA)
     def get_limit(self, route: Route) -> None:
         return None
 
@@ -87,5 +100,6 @@ class EndpointOutputSerializer(serializers.ModelSerializer):
     def get_endpoint_url(self, route: Route) -> str:
         return f"{self.context['base_url']}/endpoints/{route.name}/invocations"
 
+    @extend_schema_field(LIMIT_SCHEMA)
     def get_limit(self, route: Route) -> None:
         return None

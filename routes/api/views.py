@@ -55,6 +55,7 @@ class RouteListCreateApi(APIView):
         return [IsAdminKey()] if self.request.method == "POST" else list(super().get_permissions())
 
     @extend_schema(
+        operation_id="routes_list",
         parameters=[OpenApiParameter("page_token", str, description="From the previous page's next_page_token.")],
         responses=RouteListPage,
     )
@@ -66,7 +67,8 @@ class RouteListCreateApi(APIView):
         )
         return Response({"routes": [render_route(request, r) for r in routes], "next_page_token": token})
 
-    @extend_schema(request=RouteCreateInputSerializer, responses={200: RouteOutputSerializer})
+    @extend_schema(operation_id="routes_create", request=RouteCreateInputSerializer,
+                   responses={200: RouteOutputSerializer})
     def post(self, request: Request) -> Response:
         serializer = RouteCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -86,12 +88,12 @@ class RouteDetailApi(APIView):
     def get_permissions(self) -> list[Any]:
         return [IsAdminKey()] if self.request.method == "DELETE" else list(super().get_permissions())
 
-    @extend_schema(responses=RouteOutputSerializer)
+    @extend_schema(operation_id="routes_get", responses=RouteOutputSerializer)
     def get(self, request: Request, name: str) -> Response:
         route = get_object_or_404(selectors.routes_visible_to(principal(request)), name=name)
         return Response(render_route(request, route))
 
-    @extend_schema(responses={200: None})
+    @extend_schema(operation_id="routes_delete", responses={200: None})
     def delete(self, request: Request, name: str) -> Response:
         route = get_object_or_404(Route, name=name)
         services.route_delete(route=route)
@@ -107,6 +109,7 @@ class EndpointListApi(APIView):
     """MLflow deployments: the endpoints (routes) this key may query."""
 
     @extend_schema(
+        operation_id="endpoints_list",
         parameters=[OpenApiParameter("page_token", str, description="From the previous page's next_page_token.")],
         responses=EndpointListPage,
     )
@@ -122,7 +125,7 @@ class EndpointListApi(APIView):
 
 
 class EndpointDetailApi(APIView):
-    @extend_schema(responses=EndpointOutputSerializer)
+    @extend_schema(operation_id="endpoints_get", responses=EndpointOutputSerializer)
     def get(self, request: Request, name: str) -> Response:
         route = get_object_or_404(selectors.routes_visible_to(principal(request)), name=name)
         return Response(EndpointOutputSerializer(route, context={"base_url": base_url(request)}).data)

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from routes import services
+from routes.serving import schemas
 from tests.e2e.test_serving_mlflow_routes import KEY, post, ready, usage_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -136,12 +137,15 @@ def test_deployments_api_for_three_route_types(gateway_server, caller) -> None:
                   {"messages": [{"role": "user", "content": "Hello"}], "temperature": 1.2, "n": 2, "max_tokens": 50})
     assert chat.status_code == 200, chat.text
     body = chat.json()
+    schemas.ChatCompletion.model_validate(body)  # what the OpenAPI document promises
     assert body["object"] == "chat.completion" and len(body["choices"]) == 2
     assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
     comp = deploy(gateway_server, "f-comp", caller.key, {"prompt": "Hello", "stop": "x"})
-    assert comp.json()["choices"][0]["text"]
+    assert schemas.Completion.model_validate(comp.json()).choices[0].text
     emb = deploy(gateway_server, "f-emb", caller.key, {"input": "Hello"})
-    assert emb.json()["data"][0]["embedding"]
+    assert schemas.EmbeddingList.model_validate(emb.json()).data[0].embedding
+    bad = deploy(gateway_server, "f-emb", caller.key, {"input": 1})
+    schemas.MlflowError.model_validate(bad.json())
     assert usage_for(emb).api_family == "deployments"
 
 
@@ -165,7 +169,7 @@ def test_deployments_api_for_three_route_types(gateway_server, caller) -> None:
 def test_deployments_bad_input(gateway_server, caller, name, body, status, code) -> None:
     response = deploy(gateway_server, name, caller.key, body)
     assert response.status_code == status, response.text
-    assert response.json()["error_code"] == code
+    assert schemas.MlflowError.model_validate(response.json()).error_code == code
 
 
 def test_deployments_listing_shows_only_granted_routes_with_limit_key(gateway_server, caller) -> None:
@@ -183,7 +187,8 @@ def test_deployments_listing_shows_only_granted_routes_with_limit_key(gateway_se
 def test_unknown_serving_paths_answer_json(gateway_server, caller) -> None:
     with gateway_server.client() as client:
         v1 = client.get("/v1/nothing", headers=caller.headers)
-        assert v1.status_code == 404 and v1.json()["error"]["code"] == "endpoint_not_found"
+        assert v1.status_code == 404
+        assert schemas.OpenAIError.model_validate(v1.json()).error.code == "endpoint_not_found"
         wrong_method = client.get("/gateway/f-chat/invocations")
         assert wrong_method.status_code == 405 and wrong_method.json()["error_code"] == "METHOD_NOT_ALLOWED"
     assert post(gateway_server, "f-chat", caller.key, {"messages": [{"role": "user", "content": "x"}]}).status_code == 200

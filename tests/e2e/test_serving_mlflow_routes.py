@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from routes import services
+from routes.serving import schemas
 from usage.models import UsageEvent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -71,6 +72,7 @@ def test_three_route_types_through_openai_in_the_25_shape(gateway_server, openai
                  "candidate_count": 2, "stop": ["\n\n"]})
     assert chat.status_code == 200, chat.text
     body = chat.json()
+    schemas.Mlflow25ChatResponse.model_validate(body)
     assert len(body["candidates"]) == 2
     assert body["candidates"][0]["message"]["role"] == "assistant"
     assert body["candidates"][0]["metadata"]["finish_reason"] in ("stop", "length")
@@ -85,11 +87,13 @@ def test_three_route_types_through_openai_in_the_25_shape(gateway_server, openai
 
     comp = post(gateway_server, "oa-comp", caller.key, {"prompt": "Once upon"})
     assert comp.status_code == 200, comp.text
+    schemas.Mlflow25CompletionsResponse.model_validate(comp.json())
     assert isinstance(comp.json()["candidates"][0]["text"], str)
     assert fake_upstream.last_request.json["prompt"] == "Once upon"
 
     emb = post(gateway_server, "oa-emb", caller.key, {"text": ["a", "b"]})
     assert emb.status_code == 200, emb.text
+    schemas.Mlflow25EmbeddingsResponse.model_validate(emb.json())
     assert len(emb.json()["embeddings"]) == 2
     assert emb.json()["metadata"]["route_type"] == "llm/v1/embeddings"
 

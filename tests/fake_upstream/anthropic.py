@@ -106,8 +106,9 @@ def _check_number(body: dict[str, Any], name: str, low: float, high: float) -> N
 
 def validate(body: dict[str, Any]) -> list[dict[str, str]]:
     """Check a Messages request as Anthropic does; the messages as (role, text) dicts."""
-    for name in sorted(set(body) - ALLOWED_FIELDS):
-        raise VendorError(400, f"{name}: Extra inputs are not permitted")
+    extra = sorted(set(body) - ALLOWED_FIELDS)
+    if extra:
+        raise VendorError(400, f"{extra[0]}: Extra inputs are not permitted")
     for name in ("model", "max_tokens", "messages"):
         if body.get(name) is None:
             raise VendorError(400, f"{name}: Field required")
@@ -157,15 +158,15 @@ def validate(body: dict[str, Any]) -> list[dict[str, str]]:
 def shape_answer(text: str, body: dict[str, Any]) -> tuple[str, str, str | None]:
     """Cut `text` as `stop_sequences` and `max_tokens` ask: (text, stop_reason, stop_sequence)."""
     hits = [(text.index(s), s) for s in body.get("stop_sequences") or [] if s and s in text]
-    if hits:
-        at, stop = min(hits)
-        text = text[:at]
+    first = min(hits) if hits else None
+    if first is not None:
+        text = text[: first[0]]
     max_tokens = body["max_tokens"]
     tokens = list(TOKEN_PATTERN.finditer(text))
     if len(tokens) > max_tokens:
         return text[: tokens[max_tokens - 1].end()], "max_tokens", None
-    if hits:
-        return text, "stop_sequence", stop
+    if first is not None:
+        return text, "stop_sequence", first[1]
     return text, "end_turn", None
 
 

@@ -11,8 +11,9 @@ In a test (sync or async; the server runs its own event loop in a background thr
 
 The pytest fixtures in `tests.fake_upstream.fixtures` share one server per session and reset it
 before each test. From another process: `python -m tests.fake_upstream.server [--port N]` prints
-one JSON line `{"url": ..., "openai_key": ..., "azure_key": ..., "azuread_token": ...}` and serves
-until SIGTERM/SIGINT; the control endpoints then do what the methods do:
+one JSON line (`{"url": ..., "openai_key": ..., "azure_key": ..., "azuread_token": ...,
+"anthropic_key": ..., "cohere_key": ...}`) and serves until SIGTERM/SIGINT; the control endpoints
+then do what the methods do:
 `GET /__fake__/requests`, `POST /__fake__/reset`, `POST /__fake__/faults {"fault", "times"}`.
 
 Vendors: each is one handler module with `routes(state) -> list[web.RouteDef]`, listed in
@@ -33,11 +34,13 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fake_upstream import anthropic as anthropic_vendor
+from tests.fake_upstream import cohere as cohere_vendor
 from tests.fake_upstream import openai as openai_vendor
 from tests.fake_upstream.faults import Fault
 from tests.fake_upstream.state import Credentials, FakeState, RecordedRequest
 
-VENDOR_MODULES: tuple[ModuleType, ...] = (openai_vendor,)
+VENDOR_MODULES: tuple[ModuleType, ...] = (openai_vendor, anthropic_vendor, cohere_vendor)
 CONTROL_PREFIX = "/__fake__/"
 
 
@@ -105,6 +108,8 @@ class FakeUpstream:
     OPENAI_KEY = "sk-fake9Qm4Xr7Lp2Vt8Wz6Kd3N"
     AZURE_KEY = "3f9a6c1e8b2d4f7a9c0e5b1d7a3f8c2e"
     AZUREAD_TOKEN = "eyJ0eXAiOiJKV1QifQ.eyJhdWQiOiJmYWtlIn0.ZmFrZS1hYWQtc2lnbmF0dXJl"
+    ANTHROPIC_KEY = "sk-ant-api03-fakeR4nd0mK3yZq8Wv2Lp6Tx"
+    COHERE_KEY = "Zk3Qw8Rt5Yp2Lm7Nx4Vb9Hc6Jd1Fg0Se2Wa5Tq8Ue"
 
     def __init__(
         self,
@@ -114,10 +119,20 @@ class FakeUpstream:
         openai_keys: tuple[str, ...] = (OPENAI_KEY,),
         azure_keys: tuple[str, ...] = (AZURE_KEY,),
         azuread_tokens: tuple[str, ...] = (AZUREAD_TOKEN,),
+        anthropic_keys: tuple[str, ...] = (ANTHROPIC_KEY,),
+        cohere_keys: tuple[str, ...] = (COHERE_KEY,),
     ) -> None:
         self.host = host
         self._port = port
-        self.state = FakeState(Credentials(set(openai_keys), set(azure_keys), set(azuread_tokens)))
+        self.state = FakeState(
+            Credentials(
+                set(openai_keys),
+                set(azure_keys),
+                set(azuread_tokens),
+                anthropic_keys=set(anthropic_keys),
+                cohere_keys=set(cohere_keys),
+            )
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -199,6 +214,16 @@ class FakeUpstream:
         """`http://127.0.0.1:<port>/v1`: the OpenAI `openai_api_base`."""
         return f"{self.url}/v1"
 
+    @property
+    def anthropic_base(self) -> str:
+        """`http://127.0.0.1:<port>`: the Anthropic `anthropic_api_base` (the server root)."""
+        return self.url
+
+    @property
+    def cohere_base(self) -> str:
+        """`http://127.0.0.1:<port>`: the Cohere `cohere_api_base` (the server root)."""
+        return self.url
+
     # ------------------------------------------------------------ inspection and control
 
     @property
@@ -239,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
                 "openai_key": fake.OPENAI_KEY,
                 "azure_key": fake.AZURE_KEY,
                 "azuread_token": fake.AZUREAD_TOKEN,
+                "anthropic_key": fake.ANTHROPIC_KEY,
+                "cohere_key": fake.COHERE_KEY,
             }
         ),
         flush=True,

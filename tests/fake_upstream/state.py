@@ -51,6 +51,8 @@ class Credentials:
     openai_keys: set[str] = field(default_factory=set)
     azure_keys: set[str] = field(default_factory=set)
     azuread_tokens: set[str] = field(default_factory=set)
+    anthropic_keys: set[str] = field(default_factory=set)
+    cohere_keys: set[str] = field(default_factory=set)
 
 
 class FakeState:

@@ -340,6 +340,77 @@ def test_other_secrets_replace_a_known_field(admin_client: Client, openai_route:
     assert stored_secrets(route) == {"openai_api_key": new}
 
 
+def test_an_empty_other_secret_value_removes_that_field(
+    admin_client: Client, openai_route: tuple[Route, str]
+) -> None:
+    route, _ = openai_route
+    new = new_secret()
+    response = post_change_route(admin_client, route, **{
+        "credentials-0-api_key": new, "credentials-0-other_secrets": json.dumps({"openai_api_key": ""}),
+    })
+    # The api_key field wins over the removal: the credential keeps a (new) key.
+    assert response.status_code == 302, errors_in(response.content.decode())
+    assert stored_secrets(route) == {"openai_api_key": new}
+
+
+def test_emptying_a_credential_asks_to_delete_it_instead(
+    admin_client: Client, openai_route: tuple[Route, str]
+) -> None:
+    route, secret = openai_route
+    response = post_change_route(
+        admin_client, route, **{"credentials-0-other_secrets": json.dumps({"openai_api_key": ""})}
+    )
+    assert response.status_code == 200
+    assert "tick Delete" in errors_in(response.content.decode())
+    assert stored_secrets(route) == {"openai_api_key": secret}
+
+
+def test_new_credential_without_any_secret_is_a_form_error(
+    admin_client: Client, make_route: Callable[..., Route]
+) -> None:
+    route = make_route(name="local", provider="openai", config={"openai_api_base": CLOSED_PORT_BASE})
+    html, data = open_form(admin_client, route_change_url(route))
+    add_inline_form(html, data, "credentials", environment="development")
+    response = admin_client.post(route_change_url(route), submittable(data))
+    assert response.status_code == 200
+    assert "Enter the API key" in errors_in(response.content.decode())
+
+
+def test_switching_provider_with_a_credential_of_the_old_one_is_refused_until_it_is_deleted(
+    admin_client: Client, openai_route: tuple[Route, str]
+) -> None:
+    route, secret = openai_route
+    response = post_change_route(admin_client, route, provider="mock", config="{}")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "holds openai_api_key, which provider mock does not take" in errors_in(html)
+    assert_secret_absent(html, secret)
+    response = post_change_route(admin_client, route, provider="mock", config="{}",
+                                 **{"credentials-0-DELETE": "on"})
+    assert response.status_code == 302, errors_in(response.content.decode())
+    route.refresh_from_db()
+    assert route.provider == "mock"
+    assert not ProviderCredential.objects.filter(route=route).exists()
+
+
+def test_emptied_config_is_stored_as_an_empty_object(
+    admin_client: Client, make_route: Callable[..., Route]
+) -> None:
+    route = make_route(name="m", config={"reply": "hi"})
+    response = post_change_route(admin_client, route, config="")
+    assert response.status_code == 302, errors_in(response.content.decode())
+    route.refresh_from_db()
+    assert route.config == {}
+
+
+def test_route_form_posts_are_kept_out_of_error_reports(
+    admin_client: Client, openai_route: tuple[Route, str]
+) -> None:
+    route, _ = openai_route
+    response = post_change_route(admin_client, route, **{"credentials-0-api_key": new_secret()})
+    assert response.wsgi_request.sensitive_post_parameters == "__ALL__"  # type: ignore[attr-defined]
+
+
 def test_second_environment_credential_is_added_on_the_change_page(
     admin_client: Client, openai_route: tuple[Route, str]
 ) -> None:

@@ -84,6 +84,22 @@ def test_add_form_without_consumer_is_a_form_error(admin_client: Client) -> None
     assert not ApiKey.objects.exists()
 
 
+def test_key_expiring_in_the_past_is_not_issued(admin_client: Client, consumer: Consumer) -> None:
+    response = issue_through_admin(admin_client, consumer, expires_at_0="2020-01-01", expires_at_1="00:00:00")
+    assert response.status_code == 200
+    assert "This time has passed" in response.content.decode()
+    assert not ApiKey.objects.exists()
+
+
+def test_key_with_a_future_expiry_is_issued(admin_client: Client, consumer: Consumer) -> None:
+    response = issue_through_admin(admin_client, consumer, expires_at_0="2999-01-01", expires_at_1="00:00:00")
+    assert response.status_code == 200
+    [plaintext] = KEY_PATTERN.findall(response.content.decode())
+    key = ApiKey.objects.get()
+    assert key.expires_at is not None and key.expires_at.year == 2999
+    assert key.hashed_key == hashlib.sha256(plaintext.encode()).hexdigest()
+
+
 def test_change_page_edits_name_but_not_the_key(admin_client: Client, consumer: Consumer) -> None:
     issued = services.api_key_issue(consumer=consumer, name="old")
     url = f"/admin/routes/apikey/{issued.api_key.pk}/change/"
