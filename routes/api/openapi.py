@@ -83,8 +83,9 @@ def add_serving_paths(result: dict[str, Any], generator: Any, request: Any, publ
         paths[path] = {"post": _operation(op_id=op_id, summary=summary, tag="serving: OpenAI-compatible",
                                           request=_schema(body, schemas), ok=_schema(ok_model, schemas),
                                           error=openai_error)}
-    paths["/v1/models"] = {"get": _operation(op_id="openai_models", summary="The routes this key may query", tag="serving: OpenAI-compatible",
-                                             request=None, ok=_schema(out.ModelList, schemas), error=openai_error)}
+    paths["/v1/models"] = {"get": _operation(
+        op_id="openai_models", summary="The routes this key may query", tag="serving: OpenAI-compatible",
+        request=None, ok=_schema(out.ModelList, schemas), error=openai_error)}
     paths["/health"] = {"get": {"operationId": "health", "summary": "Liveness", "tags": ["serving"], "security": [],
                                 "responses": {"200": {"description": "OK", "content": {
                                     "application/json": {"schema": _schema(out.Health, schemas)}}}}}}

@@ -10,7 +10,6 @@ from rest_framework import serializers
 from ..errors import InvalidRequest
 from ..models import Route
 
-
 # MLflow's Limit: `{calls, renewal_period, key}`, or null when the route has none.
 LIMIT_SCHEMA = {
     "type": ["object", "null"],
