@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -40,6 +41,16 @@ SECRET_KEY = _required_in_production("SECRET_KEY", _DEMO_SECRET_KEY)
 FIELD_ENCRYPTION_KEYS: list[str] = [
     k.strip() for k in _required_in_production("FIELD_ENCRYPTION_KEYS", _DEMO_FIELD_KEY).split(",") if k.strip()
 ]
+
+for _key in FIELD_ENCRYPTION_KEYS:
+    try:
+        Fernet(_key.encode())
+    except (ValueError, TypeError):
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS holds a value that is not a Fernet key (32 url-safe base64-encoded bytes; "
+            "make one with `python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'`)."
+        ) from None
 
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else ["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -117,12 +117,6 @@ def test_seed_demo_keeps_an_existing_admin_password(django_user_model: Any) -> N
     assert django_user_model.objects.get(username="admin").check_password("not-the-demo-one")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue_key passes its defaults (person, development) to consumer_get_or_create, which rewrites an "
-    "existing consumer: a second key issued without --service/--environment silently moves a production "
-    "service to the development credential",
-)
 def test_issue_key_without_flags_keeps_an_existing_consumers_kind_and_environment() -> None:
     run("issue_key", "--team", "t", "--consumer", "svc", "--service", "--environment", "production")
     run("issue_key", "--team", "t", "--consumer", "svc")

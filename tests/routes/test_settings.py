@@ -59,11 +59,6 @@ def test_demo_mode_starts_with_no_secrets_at_all() -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings only check that FIELD_ENCRYPTION_KEYS is non-empty; a malformed key is found at the first "
-    "credential read or write, not at start-up",
-)
 def test_production_refuses_to_start_with_a_malformed_field_key() -> None:
     result = start(SECRET_KEY=SECRET_KEY, FIELD_ENCRYPTION_KEYS="not-a-fernet-key")
     assert result.returncode != 0

@@ -23,7 +23,10 @@ class Command(BaseCommand):
         parser.add_argument("--team", required=True)
         parser.add_argument("--consumer", required=True)
         parser.add_argument("--service", action="store_true", help="The consumer is a service, not a person.")
-        parser.add_argument("--environment", choices=Environment.values, default=Environment.DEVELOPMENT)
+        parser.add_argument(
+            "--environment", choices=Environment.values, default=None,
+            help="Default: development for a new consumer; an existing consumer keeps its own.",
+        )
         parser.add_argument("--admin", action="store_true", help="May manage routes and query every route.")
         parser.add_argument("--route", action="append", default=[], help="Grant this route (repeatable).")
         parser.add_argument("--name", default="", help="What the key is for.")
@@ -38,11 +41,16 @@ class Command(BaseCommand):
                         raise CommandError(f"Route '{name}' does not exist.")
                     routes.append(route)
                 team = services.team_get_or_create(name=options["team"])
+                # Omitted flags keep an existing consumer as it is (it may be a production service).
+                existing = Consumer.objects.filter(team=team, name=options["consumer"]).first()
+                kind = Consumer.Kind.SERVICE if options["service"] else (
+                    existing.kind if existing else Consumer.Kind.PERSON
+                )
+                environment = options["environment"] or (
+                    existing.environment if existing else Environment.DEVELOPMENT
+                )
                 consumer = services.consumer_get_or_create(
-                    team=team,
-                    name=options["consumer"],
-                    kind=Consumer.Kind.SERVICE if options["service"] else Consumer.Kind.PERSON,
-                    environment=options["environment"],
+                    team=team, name=options["consumer"], kind=kind, environment=environment
                 )
                 for route in routes:
                     services.route_grant(route=route, consumer=consumer)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
@@ -22,7 +23,12 @@ class Command(BaseCommand):
         table = ProviderCredential._meta.db_table
         column = ProviderCredential._meta.get_field("secrets").column
         assert column is not None
+        pk_column = ProviderCredential._meta.pk.column
         qn = connection.ops.quote_name
+        try:
+            crypto.fernet()  # a missing or malformed key fails here, even with no rows to rotate
+        except ImproperlyConfigured as exc:
+            raise CommandError(f"{exc} Nothing was changed.") from None
         rotated = 0
         try:
             with transaction.atomic():
@@ -30,13 +36,14 @@ class Command(BaseCommand):
                 rows = ProviderCredential.objects.select_for_update().values_list("pk", flat=True)
                 with connection.cursor() as cursor:
                     for pk in rows:
-                        cursor.execute(f"SELECT {qn(column)} FROM {qn(table)} WHERE id = %s", [pk])
+                        cursor.execute(f"SELECT {qn(column)} FROM {qn(table)} WHERE {qn(pk_column)} = %s", [pk])
                         row = cursor.fetchone()
                         token = row[0] if row else None
                         if token is None:
                             continue
                         cursor.execute(
-                            f"UPDATE {qn(table)} SET {qn(column)} = %s WHERE id = %s", [crypto.rotate(token), pk]
+                            f"UPDATE {qn(table)} SET {qn(column)} = %s WHERE {qn(pk_column)} = %s",
+                            [crypto.rotate(token), pk],
                         )
                         rotated += 1
         except crypto.CredentialDecryptionError as exc:
