@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from providers.anthropic import AnthropicProvider
 from providers.base import Provider, ProviderConfigError
+from providers.cohere import CohereProvider
 from providers.mock import MockProvider
 from providers.openai import OpenAIProvider
 
 _PROVIDER_CLASSES: tuple[type[Provider], ...] = (
     OpenAIProvider,
+    AnthropicProvider,
+    CohereProvider,
     MockProvider,
 )
 

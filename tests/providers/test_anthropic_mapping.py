@@ -105,9 +105,11 @@ def test_more_than_one_candidate_is_refused_before_any_upstream_call() -> None:
 
 @pytest.mark.parametrize("name", ["presence_penalty", "frequency_penalty"])
 def test_non_zero_penalties_are_refused_and_zero_ones_dropped(name: str) -> None:
+    penalty: dict[str, Any] = {name: 0.5}
     with pytest.raises(InvalidRequest, match=name):
-        params_to_vendor(CommonParams(**{name: 0.5}), default_max_tokens=10)
-    assert params_to_vendor(CommonParams(**{name: 0.0}), default_max_tokens=10) == {"max_tokens": 10}
+        params_to_vendor(CommonParams(**penalty), default_max_tokens=10)
+    zero: dict[str, Any] = {name: 0.0}
+    assert params_to_vendor(CommonParams(**zero), default_max_tokens=10) == {"max_tokens": 10}
 
 
 def test_system_messages_anywhere_are_lifted_and_joined() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import traceback
 
+import orjson
 import pytest
 
 from providers.anthropic import AnthropicProvider
@@ -262,3 +263,60 @@ async def test_the_key_never_reaches_an_error(
     leaked = sorted(f for f in fragments if f in rendered)
     assert leaked == [], f"key fragments leaked: {leaked}"
     assert error.__cause__ is None and error.__context__ is None
+
+
+# ---------------------------------------------------------------- the fake is as strict as Anthropic
+
+
+def _raw(fake: FakeUpstream, body: dict[str, object], *, key: str | None = FakeUpstream.ANTHROPIC_KEY,
+         version: str | None = "2023-06-01") -> UpstreamRequest:
+    headers = {"content-type": "application/json"}
+    if key is not None:
+        headers["x-api-key"] = key
+    if version is not None:
+        headers["anthropic-version"] = version
+    return UpstreamRequest("POST", f"{fake.anthropic_base}/v1/messages", headers, body)
+
+
+USER = {"role": "user", "content": "Hi"}
+ASSISTANT = {"role": "assistant", "content": "Hello"}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model": MODEL, "messages": [USER]}, "max_tokens: Field required"),
+        ({"max_tokens": 5, "messages": [USER]}, "model: Field required"),
+        ({"model": MODEL, "max_tokens": 5}, "messages: Field required"),
+        ({"model": MODEL, "max_tokens": 5, "messages": [USER, USER]}, "roles must alternate"),
+        ({"model": MODEL, "max_tokens": 5, "messages": [ASSISTANT, USER]}, 'first message must use the "user"'),
+        ({"model": MODEL, "max_tokens": 5, "messages": [{"role": "system", "content": "x"}, USER]},
+         'Unexpected role "system"'),
+        ({"model": MODEL, "max_tokens": 5, "messages": [USER], "n": 2}, "n: Extra inputs are not permitted"),
+        ({"model": MODEL, "max_tokens": 5, "messages": [USER], "temperature": 1.5}, "less than or equal to 1"),
+    ],
+)
+async def test_the_fake_refuses_what_anthropic_refuses_in_anthropics_error_shape(
+    fake_upstream: FakeUpstream, client: UpstreamClient, body: dict[str, object], message: str
+) -> None:
+    raw = await client.send(_raw(fake_upstream, body))
+    assert raw.status == 400
+    data = orjson.loads(raw.body)
+    assert data["type"] == "error" and data["error"]["type"] == "invalid_request_error"
+    assert message in data["error"]["message"]
+    assert data["request_id"].startswith("req_") and raw.headers["request-id"] == data["request_id"]
+
+
+async def test_the_fake_checks_key_then_version_header(fake_upstream: FakeUpstream, client: UpstreamClient) -> None:
+    body: dict[str, object] = {"model": MODEL, "max_tokens": 3, "messages": [USER, ASSISTANT, USER]}
+    missing = await client.send(_raw(fake_upstream, body, key=None))
+    wrong = await client.send(_raw(fake_upstream, body, key="sk-ant-wrong"))
+    unversioned = await client.send(_raw(fake_upstream, body, version=None))
+    ok = await client.send(_raw(fake_upstream, body))
+    assert [r.status for r in (missing, wrong, unversioned, ok)] == [401, 401, 400, 200]
+    assert orjson.loads(wrong.body)["error"] == {"type": "authentication_error", "message": "invalid x-api-key"}
+    assert "anthropic-version: header is required" in orjson.loads(unversioned.body)["error"]["message"]
+    answer = orjson.loads(ok.body)
+    assert (answer["type"], answer["role"], answer["stop_reason"]) == ("message", "assistant", "max_tokens")
+    assert answer["content"] == [{"type": "text", "text": "Fake answer to"}]
+    assert answer["usage"] == {"input_tokens": 3, "output_tokens": 3}

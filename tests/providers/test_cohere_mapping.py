@@ -43,11 +43,19 @@ def _target(config: dict[str, Any] | None = None, key: str = KEY, model: str = "
 
 
 def _chat(params: CommonParams | None = None) -> ChatRequest:
-    return ChatRequest(
-        [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello."),
-         ChatMessage("user", "Bye")],
-        params or CommonParams(),
-    )
+    messages = [
+        ChatMessage("system", "Be brief."),
+        ChatMessage("user", "Hi"),
+        ChatMessage("assistant", "Hello."),
+        ChatMessage("user", "Bye"),
+    ]
+    return ChatRequest(messages, params or CommonParams())
+
+
+def _penalty(name: str, value: float) -> CommonParams:
+    if name == "presence_penalty":
+        return CommonParams(presence_penalty=value)
+    return CommonParams(frequency_penalty=value)
 
 
 # ---------------------------------------------------------------- request mapping
@@ -96,18 +104,19 @@ def test_more_than_one_candidate_is_refused_before_upstream(n: int) -> None:
 @pytest.mark.parametrize("value", [-0.5, 1.5, 2.0])
 def test_penalties_outside_cohere_0_to_1_are_refused(name: str, value: float) -> None:
     with pytest.raises(InvalidRequest, match=name) as caught:
-        params_to_vendor(CommonParams(**{name: value}))
+        params_to_vendor(_penalty(name, value))
     assert caught.value.status == 400
 
 
 @pytest.mark.parametrize("name", ["presence_penalty", "frequency_penalty"])
 @pytest.mark.parametrize("value", [0.0, 1.0])
 def test_penalties_at_cohere_bounds_pass_through(name: str, value: float) -> None:
-    assert params_to_vendor(CommonParams(**{name: value})) == {name: value}
+    assert params_to_vendor(_penalty(name, value)) == {name: value}
 
 
-@pytest.mark.parametrize("params", [CommonParams(temperature=2.5), CommonParams(temperature=-0.1),
-                                    CommonParams(top_p=1.5)])
+@pytest.mark.parametrize(
+    "params", [CommonParams(temperature=2.5), CommonParams(temperature=-0.1), CommonParams(top_p=1.5)]
+)
 def test_out_of_range_temperature_or_top_p_is_refused(params: CommonParams) -> None:
     with pytest.raises(InvalidRequest):
         params_to_vendor(params)

@@ -42,8 +42,9 @@ Steps and what they record (``results[step]``):
 
 Retries: MLflow retries 429/500/502/503 and read timeouts up to 7 times with exponential
 backoff, POSTs too. Unless the caller sets them, this script sets
-MLFLOW_HTTP_REQUEST_MAX_RETRIES=0, MLFLOW_DEPLOYMENT_PREDICT_TIMEOUT=60 and
-MLFLOW_DEPLOYMENT_CLIENT_HTTP_REQUEST_TIMEOUT=60 so each call hits the server once, and
+MLFLOW_HTTP_REQUEST_MAX_RETRIES=0, MLFLOW_DEPLOYMENT_PREDICT_TIMEOUT=60,
+MLFLOW_DEPLOYMENT_CLIENT_HTTP_REQUEST_TIMEOUT=60 and MLFLOW_HTTP_REQUEST_TIMEOUT=60 (older 3.x
+use it for get/list) so each call hits the server once, and
 MLFLOW_DISABLE_TELEMETRY=true / DO_NOT_TRACK=true (``import mlflow`` otherwise starts a
 telemetry client that talks to the internet).
 """
@@ -60,7 +61,8 @@ from typing import Any
 
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_DEPLOYMENT_PREDICT_TIMEOUT", "60")
-os.environ.setdefault("MLFLOW_DEPLOYMENT_CLIENT_HTTP_REQUEST_TIMEOUT", "60")
+os.environ.setdefault("MLFLOW_DEPLOYMENT_CLIENT_HTTP_REQUEST_TIMEOUT", "60")  # get/list in 3.17
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")  # get/list in older 3.x (3.0.0)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 warnings.simplefilter("ignore", FutureWarning)
@@ -227,9 +229,7 @@ def step_list_endpoints(a: argparse.Namespace) -> dict[str, Any]:
     }
     assert not dups, f"duplicate endpoints across pages: {dups}"
     assert public == names, "list_endpoints() differs from the manual page walk"
-    assert len(public_tokens) >= a.min_pages, (
-        f"expected >= {a.min_pages} pages, got {len(public_tokens)}"
-    )
+    assert len(public_tokens) >= a.min_pages, f"expected >= {a.min_pages} pages, got {len(public_tokens)}"
     assert not missing, f"endpoints missing from list_endpoints(): {missing}"
     return out
 
@@ -312,18 +312,14 @@ def step_bad_token(a: argparse.Namespace) -> dict[str, Any]:
     with _Env(MLFLOW_TRACKING_TOKEN="gw-invalid_0000000000000000"):
         out["wrong_key_get_endpoint"] = _expect_http_error(client.get_endpoint, name)
         out["wrong_key_list_endpoints"] = _expect_http_error(client.list_endpoints)
-        out["wrong_key_predict"] = _expect_http_error(
-            client.predict, endpoint=name, inputs=dict(CHAT_BODY)
-        )
+        out["wrong_key_predict"] = _expect_http_error(client.predict, endpoint=name, inputs=dict(CHAT_BODY))
         # auth before validation: a bad key with a bad body is 401, not 400
         out["wrong_key_bad_body"] = _expect_http_error(
             client.predict, endpoint=name, inputs={**CHAT_BODY, "temperature": 3}
         )
     with _Env(MLFLOW_TRACKING_TOKEN=None):
         out["no_key_get_endpoint"] = _expect_http_error(client.get_endpoint, name)
-        out["no_key_predict"] = _expect_http_error(
-            client.predict, endpoint=name, inputs=dict(CHAT_BODY)
-        )
+        out["no_key_predict"] = _expect_http_error(client.predict, endpoint=name, inputs=dict(CHAT_BODY))
     for k, v in out.items():
         assert v["status"] == 401, (k, v)
     return out
@@ -333,9 +329,7 @@ def step_unknown_endpoint(a: argparse.Namespace) -> dict[str, Any]:
     client = _client(a)
     out = {
         "get_endpoint": _expect_http_error(client.get_endpoint, UNKNOWN_ENDPOINT),
-        "predict": _expect_http_error(
-            client.predict, endpoint=UNKNOWN_ENDPOINT, inputs=dict(CHAT_BODY)
-        ),
+        "predict": _expect_http_error(client.predict, endpoint=UNKNOWN_ENDPOINT, inputs=dict(CHAT_BODY)),
     }
     for k, v in out.items():
         assert v["status"] == 404, (k, v)
