@@ -30,6 +30,11 @@ def mlflow2_venv() -> ClientVenv:
     return client_venv("mlflow2", ("mlflow-skinny==2.22.5",))
 
 
+@pytest.fixture(scope="session")
+def mlflow3_venv() -> ClientVenv:
+    return client_venv("mlflow3", ("mlflow-skinny>=3,<4",))
+
+
 def seeded(make_route, make_caller) -> tuple[Any, Any]:
     routes = [
         make_route(name="c-chat", route_type="llm/v1/chat"),
@@ -72,6 +77,31 @@ def test_mlflow_2x_gateway_client_passes_unchanged(paging_server, mlflow2_venv, 
     assert results["search_routes"]["pages"] >= 2
     assert set(results) >= {"get_route", "search_routes", "query_chat", "query_completions", "query_embeddings",
                             "bad_token", "unknown_route", "create_delete"}
+
+
+@pytest.mark.clients
+def test_mlflow_3x_deployments_client_passes_unchanged(paging_server, mlflow3_venv, make_route, make_caller) -> None:
+    from tests.e2e.test_serving_mlflow_routes import ready
+
+    consumer, _ = seeded(make_route, make_caller)
+    ready(paging_server, consumer.key, "c-chat", "c-completions", "c-embeddings", "c-extra")
+    result = run_script(
+        mlflow3_venv,
+        SCRIPTS_DIR / "mlflow3_deployments_client.py",
+        env={
+            "GW_URL": paging_server.url,
+            "MLFLOW_TRACKING_TOKEN": consumer.key,
+            "GW_CHAT_ENDPOINT": "c-chat",
+            "GW_COMPLETIONS_ENDPOINT": "c-completions",
+            "GW_EMBEDDINGS_ENDPOINT": "c-embeddings",
+            "GW_EXPECT_ENDPOINTS": "c-chat,c-completions,c-embeddings,c-extra",
+            "GW_MIN_PAGES": "2",
+        },
+        timeout=180,
+    )
+    report = result.json()
+    assert result.returncode == 0 and report["ok"], (report.get("errors"), result.stderr[-2000:])
+    assert report["results"]["list_endpoints"]["public_pages"] >= 2
 
 
 def test_gateway_client_runs_the_seed_snippet(paging_server, make_route, make_caller, monkeypatch,
