@@ -106,6 +106,16 @@ class Route(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(128)],
         help_text="Most candidates (n / candidate_count) one request may ask for.",
     )
+    production_only = models.BooleanField(
+        default=False, help_text="Only consumers in the production environment may query this route."
+    )
+    default_max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text=(
+            "Output-token cap for a request that sets no max_tokens: sent upstream, and what token and money "
+            "limits reserve. Blank: GATEWAY_DEFAULT_MAX_TOKENS when a token or money limit applies, else no cap."
+        ),
+    )
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -171,3 +181,34 @@ class ConfigVersion(models.Model):
 
     def __str__(self) -> str:
         return f"config version {self.version}"
+
+
+class AuditEntry(models.Model):
+    """Who changed what, when: one row per create, update or delete of an audited object.
+
+    `changes` maps a field to `[old, new]`; for a credential's secret fields it lists only which
+    fields were added, changed or removed, never a value. Rows are written by `routes.audit` and
+    are read-only in the admin.
+    """
+
+    class Action(models.TextChoices):
+        CREATE = "create", "Created"
+        UPDATE = "update", "Changed"
+        DELETE = "delete", "Deleted"
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=255, help_text="The admin user, gateway key or command that made the change.")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    object_type = models.CharField(max_length=64, db_index=True)
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=255)
+    changes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "audit log entry"
+        verbose_name_plural = "audit log"
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.object_type} {self.object_repr}"
