@@ -13,7 +13,10 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from providers.streaming import StreamChunk, StreamParser
 
 
 class RouteType(enum.StrEnum):
@@ -309,4 +312,19 @@ class Provider:
 
     def answer_locally(self, target: Target, request: StdRequest) -> StdResponse:
         """For providers with `needs_network = False` (the built-in mock): answer without I/O."""
+        raise NotImplementedError
+
+    # ---- streaming (chat and completions); a provider that streams sets supports_streaming
+    supports_streaming: ClassVar[bool] = False
+
+    def build_stream_request(self, target: Target, request: StdRequest) -> UpstreamRequest:
+        """The vendor request that streams `request` (asking for final usage where the vendor can)."""
+        raise InvalidRequest(f"Provider '{self.name}' does not stream.")
+
+    def stream_parser(self, target: Target, request: StdRequest) -> StreamParser:
+        """A fresh parser of the vendor's stream framing for one call."""
+        raise InvalidRequest(f"Provider '{self.name}' does not stream.")
+
+    def stream_locally(self, target: Target, request: StdRequest) -> list[StreamChunk]:
+        """For providers with `needs_network = False`: the whole stream, chunk by chunk."""
         raise NotImplementedError

@@ -11,6 +11,8 @@ original exception is not chained; a note (`__notes__`, shown in tracebacks) nam
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx
@@ -19,6 +21,7 @@ import orjson
 
 from providers.base import (
     GatewayError,
+    InvalidRequest,
     Provider,
     StdRequest,
     StdResponse,
@@ -30,6 +33,7 @@ from providers.base import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from providers.streaming import StreamChunk
 
 DEFAULT_TIMEOUT = 60.0  # seconds, the whole call: connect, send, wait, read
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -114,6 +118,46 @@ class UpstreamClient:
             await response.aclose()
         return UpstreamResponse(status=response.status_code, headers=response.headers, body=b"".join(chunks))
 
+    @contextlib.asynccontextmanager
+    async def open_stream(
+        self,
+        req: UpstreamRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        idle_timeout: float | None = None,
+    ) -> AsyncIterator[UpstreamStream]:
+        """Send `req` and hand over the answer as it arrives; leaving the block closes the connection.
+
+        `timeout` bounds the whole exchange, `idle_timeout` (default: `timeout`) the wait for each
+        piece, including the first. Errors map as for `send()`.
+        """
+        total = self.timeout if timeout is None else timeout
+        deadline = asyncio.get_running_loop().time() + total
+        content, headers = _encode_body(req)
+        request = self._http.build_request(
+            req.method,
+            req.url,
+            params=dict(req.params) if req.params else None,
+            headers=headers,
+            content=content,
+            timeout=httpx.Timeout(total, connect=min(self.connect_timeout, total)),
+        )
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._http.send(request, stream=True)
+        except GatewayError:
+            raise
+        except (TimeoutError, httpx.HTTPError, aiohttp.ClientError, OSError, ValueError) as exc:
+            error = _transport_error(exc, total)
+        else:
+            try:
+                yield UpstreamStream(response, deadline=deadline, idle=idle_timeout or total, total=total,
+                                     max_body_bytes=self.max_body_bytes)
+            finally:
+                await response.aclose()
+            return
+        raise error
+
     async def aclose(self) -> None:
         """Close the pool. The client cannot be used afterwards."""
         await self._http.aclose()
@@ -155,6 +199,91 @@ async def execute(
         raise UpstreamBadResponse(
             "The upstream provider answered with a body the gateway cannot read."
         ) from exc
+
+
+class UpstreamStream:
+    """An upstream answer being received: status and headers now, the body piece by piece."""
+
+    def __init__(self, response: httpx.Response, *, deadline: float, idle: float, total: float,
+                 max_body_bytes: int) -> None:
+        self._response = response
+        self._deadline = deadline
+        self._idle = idle
+        self._total = total
+        self._max_body_bytes = max_body_bytes
+        self.status = response.status_code
+        self.headers = response.headers
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        pieces = self._response.aiter_bytes()
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                async with asyncio.timeout_at(min(self._deadline, loop.time() + self._idle)):
+                    piece = await anext(pieces)
+            except StopAsyncIteration:
+                return
+            except GatewayError:
+                raise
+            except (TimeoutError, httpx.HTTPError, aiohttp.ClientError, OSError, ValueError) as exc:
+                error = _transport_error(exc, self._total)
+            else:
+                if piece:
+                    yield piece
+                continue
+            raise error
+
+    async def read(self) -> UpstreamResponse:
+        """The rest of the body at once (for error answers), capped like `send()`."""
+        chunks: list[bytes] = []
+        size = 0
+        async for piece in self.iter_bytes():
+            size += len(piece)
+            if size > self._max_body_bytes:
+                raise UpstreamBadResponse("The upstream provider's answer is too large.")
+            chunks.append(piece)
+        return UpstreamResponse(status=self.status, headers=self.headers, body=b"".join(chunks))
+
+
+async def execute_stream(
+    provider: Provider,
+    target: Target,
+    request: StdRequest,
+    *,
+    client: UpstreamClient | None,
+    timeout: float | None = None,  # noqa: ASYNC109
+    idle_timeout: float | None = None,
+) -> AsyncIterator[StreamChunk]:
+    """Stream `request` through `provider`: standard chunks as the vendor sends them.
+
+    A non-2xx answer raises `provider.map_error(...)` before any chunk; a transport failure or a
+    vendor error event mid-stream raises a GatewayError from the iteration. Closing the iterator
+    early closes the upstream connection at once.
+    """
+    if not provider.supports_streaming:
+        raise InvalidRequest(f"Provider '{provider.name}' does not stream.")
+    if not provider.needs_network:
+        for chunk in provider.stream_locally(target, request):
+            yield chunk
+            await asyncio.sleep(0)
+        return
+    if client is None:
+        raise RuntimeError(f"Provider '{provider.name}' needs an UpstreamClient.")
+    upstream_request = provider.build_stream_request(target, request)
+    async with client.open_stream(upstream_request, timeout=timeout, idle_timeout=idle_timeout) as upstream:
+        if not 200 <= upstream.status < 300:
+            raise _mapped_error(provider, target, await upstream.read())
+        parser = provider.stream_parser(target, request)
+        try:
+            async for piece in upstream.iter_bytes():
+                for chunk in parser.feed(piece):
+                    yield chunk
+            for chunk in parser.close():
+                yield chunk
+        except GatewayError:
+            raise
+        except Exception as exc:
+            raise UpstreamBadResponse("The upstream provider sent a stream the gateway cannot read.") from exc
 
 
 def _mapped_error(provider: Provider, target: Target, response: UpstreamResponse) -> GatewayError:
@@ -211,4 +340,11 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TimeoutException)
 
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "UpstreamClient", "execute"]
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "UpstreamClient",
+    "UpstreamStream",
+    "execute",
+    "execute_stream",
+]

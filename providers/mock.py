@@ -43,6 +43,7 @@ from providers.base import (
     Target,
     Usage,
 )
+from providers.streaming import ChoiceDelta, StreamChunk
 
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
 DEFAULT_DIMENSIONS = 16
@@ -114,6 +115,26 @@ class MockProvider(Provider):
         if isinstance(request, CompletionsRequest):
             return self._completions(target, request)
         return self._embeddings(target, request)
+
+    supports_streaming: ClassVar[bool] = True
+
+    def stream_locally(self, target: Target, request: StdRequest) -> list[StreamChunk]:
+        """The same answer as `answer_locally`, a word (with its trailing space) per chunk."""
+        answer = self.answer_locally(target, request)
+        if isinstance(answer, EmbeddingsResponse):
+            raise ProviderConfigError("Embeddings do not stream.")
+        texts = [c.message.content if isinstance(c, ChatChoice) else c.text for c in answer.choices]
+        role = "assistant" if isinstance(answer, ChatResponse) else None
+        chunks = [StreamChunk(deltas=[ChoiceDelta(index=i, role=role) for i in range(len(texts))],
+                              model=answer.model, id=answer.id)]
+        pieces = [re.findall(r"\s*\S+\s*|\s+", text) for text in texts]
+        for step in range(max((len(p) for p in pieces), default=0)):
+            deltas = [ChoiceDelta(index=i, text=p[step]) for i, p in enumerate(pieces) if step < len(p)]
+            chunks.append(StreamChunk(deltas=deltas, model=answer.model, id=answer.id))
+        finish = [ChoiceDelta(index=c.index, finish_reason=c.finish_reason) for c in answer.choices]
+        chunks.append(StreamChunk(deltas=finish, model=answer.model, id=answer.id))
+        chunks.append(StreamChunk(usage=answer.usage, model=answer.model, id=answer.id))
+        return chunks
 
     def _chat(self, target: Target, request: ChatRequest) -> ChatResponse:
         last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")

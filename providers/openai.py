@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
+import orjson
+
 from providers.base import (
     ChatChoice,
     ChatMessage,
@@ -57,6 +59,7 @@ from providers.base import (
     Usage,
 )
 from providers.common import load_json, retry_after_seconds, safe_vendor_message, vendor_error_message
+from providers.streaming import ChoiceDelta, ChunkParser, SSEEvent, StreamChunk, StreamParser
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 API_TYPES = ("openai", "azure", "azuread")
@@ -358,6 +361,49 @@ class OpenAIProvider(Provider):
 
     def map_error(self, target: Target, response: UpstreamResponse) -> GatewayError:
         return error_from_vendor(response, target.secrets)
+
+    supports_streaming: ClassVar[bool] = True
+
+    def build_stream_request(self, target: Target, request: StdRequest) -> UpstreamRequest:
+        plain = self.build_request(target, request)
+        # Ask for the final usage chunk: every stream is recorded with the vendor's own counts.
+        body = {**plain.json, "stream": True, "stream_options": {"include_usage": True}}
+        return UpstreamRequest(method=plain.method, url=plain.url, headers=plain.headers, json=body,
+                               params=plain.params)
+
+    def stream_parser(self, target: Target, request: StdRequest) -> StreamParser:
+        return OpenAIStreamParser(default_model=target.model, secrets=target.secrets)
+
+
+class OpenAIStreamParser(ChunkParser):
+    """OpenAI's SSE framing: `data: {chunk}` events, `data: [DONE]` at the end; an `error` object
+    mid-stream is the vendor failing after it started."""
+
+    def __init__(self, *, default_model: str, secrets: Secrets) -> None:
+        super().__init__()
+        self._default_model = default_model
+        self._secrets = secrets
+
+    def event_chunk(self, event: SSEEvent) -> StreamChunk | None:
+        if event.data.strip() == "[DONE]":
+            return None
+        payload = orjson.loads(event.data)
+        if not isinstance(payload, Mapping):
+            raise TypeError("stream chunk is not a JSON object")
+        if "error" in payload:
+            error = payload["error"] if isinstance(payload["error"], Mapping) else {}
+            message = safe_vendor_message(str(error.get("message") or "stream error"), self._secrets)
+            raise UpstreamError(f"The upstream provider failed mid-stream: {message}")
+        deltas = []
+        for i, choice in enumerate(payload.get("choices") or []):
+            delta = choice.get("delta")
+            text = (delta.get("content") or "") if isinstance(delta, Mapping) else str(choice.get("text") or "")
+            role = delta.get("role") if isinstance(delta, Mapping) else None
+            deltas.append(ChoiceDelta(index=int(choice.get("index", i)), text=text, role=role,
+                                      finish_reason=choice.get("finish_reason")))
+        usage = usage_from_vendor(payload) if isinstance(payload.get("usage"), Mapping) else None
+        return StreamChunk(deltas=deltas, usage=usage, model=str(payload.get("model") or self._default_model),
+                           id=payload.get("id"))
 
 
 def _optional_str(value: Any) -> str | None:

@@ -14,6 +14,11 @@ name `fault-<spec>` (the `model` field for OpenAI, the deployment name for Azure
 | `close`           | the connection closed after the request, without any response         |
 | `close-mid`       | status and headers, part of the body, then the connection closed     |
 | `bad-http`        | bytes that are not HTTP, then the connection closed                   |
+| `stream-slow-<s>` | a streamed answer with `<s>` seconds before each chunk (first included)|
+| `stream-error`    | a streamed answer that sends one chunk, then the vendor's error event |
+| `stream-cut`      | a streamed answer that sends one chunk, then closes the connection    |
+
+Stream faults apply to requests with `stream: true` and are a no-op otherwise.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ class Fault:
 
     @classmethod
     def parse(cls, spec: str) -> Fault:
+        if spec.startswith("stream-slow-"):
+            return cls("stream-slow", seconds=float(spec.removeprefix("stream-slow-")))
+        if spec in ("stream-error", "stream-cut"):
+            return cls(spec)
         head, _, arg = spec.partition("-")
         if head == "sleep":
             return cls("sleep", seconds=float(arg))
@@ -48,6 +57,10 @@ class Fault:
         if spec in ("garbage", "incomplete", "close", "close-mid", "bad-http"):
             return cls(spec)
         raise ValueError(f"unknown fault spec {spec!r}")
+
+
+# Where play() leaves a stream fault for the vendor's stream writer.
+STREAM_FAULT = web.RequestKey("stream_fault", Fault)
 
 
 def choose_fault(queued: str | None, name: object) -> Fault | None:
@@ -61,6 +74,9 @@ def choose_fault(queued: str | None, name: object) -> Fault | None:
 
 async def play(fault: Fault, request: web.Request, error: ErrorResponder) -> web.StreamResponse | None:
     """Play `fault`. None means: carry on with the normal answer (after a sleep)."""
+    if fault.kind.startswith("stream-"):
+        request[STREAM_FAULT] = fault  # played by the vendor's stream writer
+        return None
     if fault.kind == "sleep":
         await asyncio.sleep(fault.seconds)
         return None

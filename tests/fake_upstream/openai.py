@@ -16,8 +16,10 @@ order (each carries its `index`, as the API allows), so clients must sort by ind
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fake_upstream.faults import choose_fault, play
+from tests.fake_upstream.faults import STREAM_FAULT, choose_fault, play
 from tests.fake_upstream.state import FakeState
 
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -33,7 +35,7 @@ EMBEDDING_DIMENSIONS = 8
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-3.5-turbo-instruct", "text-embedding-3-small")
 _ids = itertools.count(1)
 
-Handler = Callable[[web.Request, dict[str, Any], str], Awaitable[web.Response]]
+Handler = Callable[[web.Request, dict[str, Any], str], Awaitable[web.StreamResponse]]
 Endpoint = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -160,7 +162,59 @@ def _usage(prompt: int, completion: int | None) -> dict[str, int]:
     return usage
 
 
-async def chat_answer(request: web.Request, body: dict[str, Any], model: str) -> web.Response:
+async def stream_answer(
+    request: web.Request, body: dict[str, Any], model: str, *, texts: list[str], finish: str, prompt: int, chat: bool
+) -> web.StreamResponse:
+    """OpenAI's SSE stream: a role chunk (chat), a chunk per word, a finish chunk, the usage chunk when
+    `stream_options.include_usage` is set, then `data: [DONE]`; stream faults played on the way."""
+    fault = request.get(STREAM_FAULT)
+    delay = fault.seconds if fault is not None and fault.kind == "stream-slow" else 0.0
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    ident, created = f"chatcmpl-fake{next(_ids)}", int(time.time())
+    kind = "chat.completion.chunk" if chat else "text_completion"
+
+    def frame(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
+        chunk = {"id": ident, "object": kind, "created": created, "model": model, "choices": choices}
+        if usage is not None:
+            chunk["usage"] = usage
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    def piece(i: int, text: str | None, finish_reason: str | None = None, role: bool = False) -> dict[str, Any]:
+        if chat:
+            delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
+            if text is not None:
+                delta["content"] = text
+            return {"index": i, "delta": delta, "finish_reason": finish_reason}
+        return {"index": i, "text": text or "", "finish_reason": finish_reason}
+
+    words = [re.findall(r"\s*\S+\s*|\s+", t) for t in texts]
+    frames = [frame([piece(i, None, role=True) for i in range(len(texts))])] if chat else []
+    for step in range(max((len(w) for w in words), default=0)):
+        frames.append(frame([piece(i, w[step]) for i, w in enumerate(words) if step < len(w)]))
+    frames.append(frame([piece(i, None if chat else "", finish) for i in range(len(texts))]))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        completion = sum(count_tokens(t) for t in texts)
+        frames.append(frame([], _usage(prompt, completion)))
+    for index, data in enumerate(frames):
+        if delay:
+            await asyncio.sleep(delay)
+        await response.write(data)
+        if index == 1 and fault is not None and fault.kind == "stream-error":
+            error = {"error": {"message": "The server had an error while processing your request.",
+                               "type": "server_error", "param": None, "code": None}}
+            await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
+            return response
+        if index == 1 and fault is not None and fault.kind == "stream-cut":
+            assert request.transport is not None
+            request.transport.close()
+            return response
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def chat_answer(request: web.Request, body: dict[str, Any], model: str) -> web.StreamResponse:
     messages = _require(body, "messages")
     if not isinstance(messages, list) or not messages:
         raise VendorError(
@@ -191,6 +245,8 @@ async def chat_answer(request: web.Request, body: dict[str, Any], model: str) ->
         for i in range(n)
     ]
     prompt = sum(count_tokens(str(m["content"])) for m in messages)
+    if body.get("stream"):
+        return await stream_answer(request, body, model, texts=[text] * n, finish=finish, prompt=prompt, chat=True)
     return web.json_response(
         {
             "id": f"chatcmpl-fake{next(_ids)}",
@@ -204,7 +260,7 @@ async def chat_answer(request: web.Request, body: dict[str, Any], model: str) ->
     )
 
 
-async def completions_answer(request: web.Request, body: dict[str, Any], model: str) -> web.Response:
+async def completions_answer(request: web.Request, body: dict[str, Any], model: str) -> web.StreamResponse:
     prompt = _require(body, "prompt")
     prompts = [prompt] if isinstance(prompt, str) else prompt
     if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
@@ -223,6 +279,11 @@ async def completions_answer(request: web.Request, body: dict[str, Any], model: 
         for _ in range(n):
             choices.append({"text": text, "index": len(choices), "logprobs": None, "finish_reason": finish})
             completion += count_tokens(text)
+    if body.get("stream"):
+        texts = [c["text"] for c in choices]
+        finish = choices[0]["finish_reason"] if choices else "stop"
+        prompt_tokens = sum(count_tokens(p) for p in prompts)
+        return await stream_answer(request, body, model, texts=texts, finish=finish, prompt=prompt_tokens, chat=False)
     return web.json_response(
         {
             "id": f"cmpl-fake{next(_ids)}",
@@ -235,7 +296,7 @@ async def completions_answer(request: web.Request, body: dict[str, Any], model: 
     )
 
 
-async def embeddings_answer(request: web.Request, body: dict[str, Any], model: str) -> web.Response:
+async def embeddings_answer(request: web.Request, body: dict[str, Any], model: str) -> web.StreamResponse:
     raw = _require(body, "input")
     inputs = [raw] if isinstance(raw, str) else raw
     if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) and t for t in inputs):
