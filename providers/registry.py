@@ -5,6 +5,7 @@ from __future__ import annotations
 from providers.anthropic import AnthropicProvider
 from providers.base import Provider, ProviderConfigError
 from providers.cohere import CohereProvider
+from providers.gemini import GeminiProvider
 from providers.mock import MockProvider
 from providers.openai import OpenAIProvider
 
@@ -12,6 +13,7 @@ _PROVIDER_CLASSES: tuple[type[Provider], ...] = (
     OpenAIProvider,
     AnthropicProvider,
     CohereProvider,
+    GeminiProvider,
     MockProvider,
 )
 

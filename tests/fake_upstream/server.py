@@ -12,8 +12,10 @@ In a test (sync or async; the server runs its own event loop in a background thr
 The pytest fixtures in `tests.fake_upstream.fixtures` share one server per session and reset it
 before each test. From another process: `python -m tests.fake_upstream.server [--port N]` prints
 one JSON line (`{"url": ..., "openai_key": ..., "azure_key": ..., "azuread_token": ...,
-"anthropic_key": ..., "cohere_key": ...}`) and serves until SIGTERM/SIGINT; the control endpoints
-then do what the methods do:
+"anthropic_key": ..., "cohere_key": ..., "gemini_key": ..., "groq_key": ..., "deepseek_key": ...,
+"xai_key": ..., "openrouter_key": ..., "togetherai_key": ..., "vllm_key": ..., "mistral_key": ...,
+"databricks_token": ...}`) and serves until SIGTERM/SIGINT;
+the control endpoints then do what the methods do:
 `GET /__fake__/requests`, `POST /__fake__/reset`, `POST /__fake__/faults {"fault", "times"}`.
 
 Vendors: each is one handler module with `routes(state) -> list[web.RouteDef]`, listed in
@@ -36,11 +38,19 @@ from aiohttp import web
 
 from tests.fake_upstream import anthropic as anthropic_vendor
 from tests.fake_upstream import cohere as cohere_vendor
+from tests.fake_upstream import databricks as databricks_vendor
+from tests.fake_upstream import gemini as gemini_vendor
+from tests.fake_upstream import mistral as mistral_vendor
+from tests.fake_upstream import mlflow_serving as mlflow_serving_vendor
 from tests.fake_upstream import openai as openai_vendor
+from tests.fake_upstream import openai_compatible as openai_compatible_vendor
 from tests.fake_upstream.faults import Fault
 from tests.fake_upstream.state import Credentials, FakeState, RecordedRequest
 
-VENDOR_MODULES: tuple[ModuleType, ...] = (openai_vendor, anthropic_vendor, cohere_vendor)
+VENDOR_MODULES: tuple[ModuleType, ...] = (
+    openai_vendor, anthropic_vendor, cohere_vendor, gemini_vendor,
+    openai_compatible_vendor, mistral_vendor, databricks_vendor, mlflow_serving_vendor,
+)
 CONTROL_PREFIX = "/__fake__/"
 
 
@@ -110,6 +120,16 @@ class FakeUpstream:
     AZUREAD_TOKEN = "eyJ0eXAiOiJKV1QifQ.eyJhdWQiOiJmYWtlIn0.ZmFrZS1hYWQtc2lnbmF0dXJl"
     ANTHROPIC_KEY = "sk-ant-api03-fakeR4nd0mK3yZq8Wv2Lp6Tx"
     COHERE_KEY = "Zk3Qw8Rt5Yp2Lm7Nx4Vb9Hc6Jd1Fg0Se2Wa5Tq8Ue"
+    GEMINI_KEY = "AIzaSyFAKE7q3Lm9Xv2Tk8Rb4Wc6Hd1Np5Zs0Jg"
+    # OpenAI-compatible vendors (tests.fake_upstream.openai_compatible); Ollama takes no key.
+    GROQ_KEY = "gsk_fakeW8xQ2mL5vR9tK3pN7cZ4hJ6dB1yF0aS"
+    DEEPSEEK_KEY = "sk-fakedeep5e3k9Qm2Lx7Vt4Wz8Rn6Pb"
+    XAI_KEY = "xai-fakeQ7mZ2pL9vX4tR8wK3nB6cJ5hD1yF0sG"
+    OPENROUTER_KEY = "sk-or-v1-fake3b9e1c7a5d2f8e4b6a0c9d1e7f3a5b2c"
+    TOGETHERAI_KEY = "tgp_v1_fakeH4jK8mN2pQ6rS9tV3wX7yZ1aB5cD"
+    VLLM_KEY = "token-fakevllm7Kq2Wm9Xp4"
+    MISTRAL_KEY = "fakeMistr4lKey9Qw2Er7Ty5Ui3Op8As"
+    DATABRICKS_TOKEN = "dapifake0123456789abcdef0123456789ab"
 
     def __init__(
         self,
@@ -121,6 +141,7 @@ class FakeUpstream:
         azuread_tokens: tuple[str, ...] = (AZUREAD_TOKEN,),
         anthropic_keys: tuple[str, ...] = (ANTHROPIC_KEY,),
         cohere_keys: tuple[str, ...] = (COHERE_KEY,),
+        gemini_keys: tuple[str, ...] = (GEMINI_KEY,),
     ) -> None:
         self.host = host
         self._port = port
@@ -131,6 +152,17 @@ class FakeUpstream:
                 set(azuread_tokens),
                 anthropic_keys=set(anthropic_keys),
                 cohere_keys=set(cohere_keys),
+                gemini_keys=set(gemini_keys),
+                compatible_keys={
+                    "groq": {self.GROQ_KEY},
+                    "deepseek": {self.DEEPSEEK_KEY},
+                    "xai": {self.XAI_KEY},
+                    "openrouter": {self.OPENROUTER_KEY},
+                    "togetherai": {self.TOGETHERAI_KEY},
+                    "vllm": {self.VLLM_KEY},
+                },
+                mistral_keys={self.MISTRAL_KEY},
+                databricks_tokens={self.DATABRICKS_TOKEN},
             )
         )
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -224,6 +256,30 @@ class FakeUpstream:
         """`http://127.0.0.1:<port>`: the Cohere `cohere_api_base` (the server root)."""
         return self.url
 
+    @property
+    def gemini_base(self) -> str:
+        """`http://127.0.0.1:<port>/v1beta`: the Gemini `gemini_api_base` (the API version root)."""
+        return f"{self.url}/v1beta"
+
+    def compatible_base(self, vendor: str) -> str:
+        """The base URL (`api_base` / `togetherai_api_base`) of an OpenAI-compatible vendor's dialect:
+        groq, deepseek, xai, openrouter, togetherai, ollama or vllm."""
+        return f"{self.url}{openai_compatible_vendor.BY_NAME[vendor].prefix}"
+
+    @property
+    def mistral_base(self) -> str:
+        """`http://127.0.0.1:<port>/mistral/v1`: the Mistral `mistral_api_base`."""
+        return f"{self.url}{mistral_vendor.PREFIX}"
+
+    @property
+    def databricks_url(self) -> str:
+        """`http://127.0.0.1:<port>`: the Databricks `databricks_workspace_url`."""
+        return self.url
+
+    def mlflow_serving_url(self, model: str) -> str:
+        """The `model_server_url` of the fake MLflow scoring server serving `model`."""
+        return f"{self.url}/mlflow/{model}"
+
     # ------------------------------------------------------------ inspection and control
 
     @property
@@ -266,6 +322,15 @@ def main(argv: list[str] | None = None) -> None:
                 "azuread_token": fake.AZUREAD_TOKEN,
                 "anthropic_key": fake.ANTHROPIC_KEY,
                 "cohere_key": fake.COHERE_KEY,
+                "gemini_key": fake.GEMINI_KEY,
+                "groq_key": fake.GROQ_KEY,
+                "deepseek_key": fake.DEEPSEEK_KEY,
+                "xai_key": fake.XAI_KEY,
+                "openrouter_key": fake.OPENROUTER_KEY,
+                "togetherai_key": fake.TOGETHERAI_KEY,
+                "vllm_key": fake.VLLM_KEY,
+                "mistral_key": fake.MISTRAL_KEY,
+                "databricks_token": fake.DATABRICKS_TOKEN,
             }
         ),
         flush=True,

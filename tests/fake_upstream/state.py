@@ -53,6 +53,11 @@ class Credentials:
     azuread_tokens: set[str] = field(default_factory=set)
     anthropic_keys: set[str] = field(default_factory=set)
     cohere_keys: set[str] = field(default_factory=set)
+    gemini_keys: set[str] = field(default_factory=set)
+    # OpenAI-compatible dialects (tests.fake_upstream.openai_compatible) by vendor name: groq, deepseek, ...
+    compatible_keys: dict[str, set[str]] = field(default_factory=dict)
+    mistral_keys: set[str] = field(default_factory=set)
+    databricks_tokens: set[str] = field(default_factory=set)
 
 
 class FakeState:
