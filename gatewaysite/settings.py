@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "django_ratelimit",
     "routes",
     "usage",
 ]
@@ -77,6 +78,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "routes.audit.AuditActorMiddleware",
+    "django_ratelimit.middleware.RatelimitMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -121,10 +124,22 @@ else:
 # Empty means "no Redis": the embedded demo (in-process snapshot invalidation, direct usage writes).
 REDIS_URL: str = env.str("REDIS_URL", default="")
 
+_CACHE_PREFIX = env.str("CACHE_KEY_PREFIX", default="gw")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": _CACHE_PREFIX}}
+    # django-ratelimit lists django-redis, not Django's own RedisCache, whose incr is atomic too.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "KEY_PREFIX": _CACHE_PREFIX}}
+    # Without Redis the demo is one process, so a per-process cache is the shared one.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+# django-ratelimit on the human-facing surfaces (admin login, key issuance); 429 when exceeded.
+RATELIMIT_VIEW = "routes.views.ratelimited"
+RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+ADMIN_LOGIN_RATE = env.str("GATEWAY_ADMIN_LOGIN_RATE", default="10/m")
+KEY_ISSUE_RATE = env.str("GATEWAY_KEY_ISSUE_RATE", default="30/h")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -190,7 +205,17 @@ GATEWAY = {
     # Public base URL used to build route_url / endpoint_url (empty: from the request).
     "PUBLIC_URL": env.str("GATEWAY_PUBLIC_URL", default=""),
     "PAGE_SIZE": env.int("GATEWAY_PAGE_SIZE", default=50),
+    # Limits: what a Redis outage does ("closed": 503 for every limited call; "open": calls go through
+    # unlimited, logged as errors), how long the limiter waits for Redis, where its counters live.
+    "LIMITS_FAIL_MODE": env.str("GATEWAY_LIMITS_FAIL_MODE", default="closed"),
+    "LIMITS_REDIS_TIMEOUT_SECONDS": env.float("GATEWAY_LIMITS_REDIS_TIMEOUT_SECONDS", default=0.5),
+    "LIMITS_KEY_PREFIX": env.str("GATEWAY_LIMITS_KEY_PREFIX", default="gw:lim:"),
+    # Output tokens a request without max_tokens is capped at (and reserves) when a token or money
+    # limit applies to it and its route sets no default cap.
+    "DEFAULT_MAX_TOKENS": env.int("GATEWAY_DEFAULT_MAX_TOKENS", default=4096),
 }
+if GATEWAY["LIMITS_FAIL_MODE"] not in ("closed", "open"):
+    raise ImproperlyConfigured("GATEWAY_LIMITS_FAIL_MODE must be 'closed' or 'open'.")
 
 LOGGING = {
     "version": 1,

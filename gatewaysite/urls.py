@@ -1,12 +1,26 @@
 """Django's half: admin, management API, OpenAPI. Serving paths never reach here (see asgi.py)."""
 
+from django.conf import settings
 from django.contrib import admin
+from django.http import HttpRequest
 from django.urls import include, path
+from django_ratelimit.decorators import ratelimit
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 admin.site.site_header = "LLM governance gateway"
 admin.site.site_title = "Gateway admin"
 admin.site.index_title = "Routes, consumers, keys and usage"
+
+
+def _login_rate(group: str, request: HttpRequest) -> str:
+    rate: str = settings.ADMIN_LOGIN_RATE
+    return rate
+
+
+# Password guessing: failed and successful attempts alike count, per client address.
+admin.site.login = ratelimit(  # type: ignore[method-assign]
+    group="admin-login", key="ip", rate=_login_rate, method="POST", block=True
+)(admin.site.login)
 
 urlpatterns = [
     path("admin/", admin.site.urls),

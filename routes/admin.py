@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
+from django_ratelimit.decorators import ratelimit
 
 from providers.base import RouteType
 
@@ -24,7 +25,7 @@ from .admin_forms import (
     RouteAdminForm,
     masked_field_names,
 )
-from .models import ApiKey, Consumer, ProviderCredential, Route, RouteGrant, Team
+from .models import ApiKey, AuditEntry, Consumer, ProviderCredential, Route, RouteGrant, Team
 from .route_test import route_test
 
 EXAMPLE_TEXT = "Hello!"
@@ -81,6 +82,11 @@ def invocation_examples(route: Route, base_url: str) -> list[InvocationExample]:
     ]
 
 
+def _key_issue_rate(group: str, request: HttpRequest) -> str:
+    rate: str = settings.KEY_ISSUE_RATE
+    return rate
+
+
 def gateway_base_url(request: HttpRequest) -> str:
     configured: str = settings.GATEWAY["PUBLIC_URL"]
     return configured.rstrip("/") if configured else request.build_absolute_uri("/").rstrip("/")
@@ -115,8 +121,9 @@ class RouteGrantInline(admin.TabularInline):
 class RouteAdmin(admin.ModelAdmin):
     form = RouteAdminForm
     inlines = [CredentialInline, RouteGrantInline]
-    list_display = ["name", "route_type", "provider", "model_name", "enabled", "environments", "updated_at"]
-    list_filter = ["route_type", "provider", "enabled"]
+    list_display = ["name", "route_type", "provider", "model_name", "enabled", "production_only", "environments",
+                    "updated_at"]
+    list_filter = ["route_type", "provider", "enabled", "production_only"]
     search_fields = ["name", "model_name", "description"]
     actions = ["test_routes", "disable_routes", "enable_routes"]
 
@@ -218,6 +225,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return []
         return ["prefix", "consumer", "created_at", "last_used_at", "revoked_at"]
 
+    @method_decorator(ratelimit(group="key-issue", key="user_or_ip", rate=_key_issue_rate, method="POST", block=True))
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+                 ) -> HttpResponse:
+        return super().add_view(request, form_url, extra_context)
+
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
@@ -252,3 +264,28 @@ class ApiKeyAdmin(admin.ModelAdmin):
             f"Revoked {count} key(s); every server stops accepting them within 2 seconds.",
             messages.SUCCESS,
         )
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit log: visible to admins, never editable (rows are written only by `routes.audit`)."""
+
+    list_display = ["created_at", "actor", "action", "object_type", "object_repr", "changed_fields"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["actor", "object_repr", "object_id"]
+    date_hierarchy = "created_at"
+    fields = ["created_at", "actor", "action", "object_type", "object_id", "object_repr", "changes"]
+    readonly_fields = ["created_at", "actor", "action", "object_type", "object_id", "object_repr", "changes"]
+
+    @admin.display(description="Changed")
+    def changed_fields(self, entry: AuditEntry) -> str:
+        return ", ".join(sorted(entry.changes)) if isinstance(entry.changes, dict) else ""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

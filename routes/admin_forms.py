@@ -30,7 +30,8 @@ class RouteAdminForm(forms.ModelForm):
 
     class Meta:
         model = Route
-        fields = ["name", "route_type", "provider", "model_name", "config", "enabled", "description"]
+        fields = ["name", "route_type", "provider", "model_name", "config", "enabled", "production_only",
+                  "default_max_tokens", "description"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -7,4 +7,4 @@ class RoutesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (snapshot invalidation on change)
+        from . import audit, signals  # noqa: F401  (audit log and snapshot invalidation on change)

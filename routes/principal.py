@@ -25,9 +25,17 @@ class Principal:
         return True
 
 
+PRODUCTION = "production"
+
+
 def may_query(principal: Principal, *, granted_team_ids: frozenset[int] | set[int],
-              granted_consumer_ids: frozenset[int] | set[int]) -> bool:
-    """An admin key may query every route; any other key only routes granted to it or its team."""
+              granted_consumer_ids: frozenset[int] | set[int], production_only: bool = False) -> bool:
+    """An admin key may query every route; any other key only routes granted to it or its team.
+
+    A production-only route is closed to every consumer outside production, admin keys included.
+    """
+    if production_only and principal.environment != PRODUCTION:
+        return False
     return (
         principal.is_admin
         or principal.consumer_id in granted_consumer_ids

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from .keys import hash_key
 from .models import ApiKey, ProviderCredential, Route, RouteGrant
-from .principal import Principal
+from .principal import PRODUCTION, Principal
 
 
 def principal_from_api_key(api_key: ApiKey) -> Principal:
@@ -44,6 +44,8 @@ def principal_for_key(plaintext: str) -> Principal | None:
 def routes_visible_to(principal: Principal) -> QuerySet[Route]:
     """Routes the caller may query (and so see in listings)."""
     routes = Route.objects.all()
+    if principal.environment != PRODUCTION:
+        routes = routes.filter(production_only=False)
     if principal.is_admin:
         return routes
     return routes.filter(

@@ -67,6 +67,8 @@ def route_create(
     enabled: bool = True,
     max_candidates: int = 5,
     description: str = "",
+    production_only: bool = False,
+    default_max_tokens: int | None = None,
 ) -> Route:
     """Create a route from MLflow-style config; secret fields go to an encrypted credential."""
     _validate_name(name, "route")
@@ -83,6 +85,7 @@ def route_create(
             route = Route.objects.create(
                 name=name, route_type=route_type, provider=provider, model_name=model_name,
                 config=plain, enabled=enabled, max_candidates=max_candidates, description=description,
+                production_only=production_only, default_max_tokens=default_max_tokens,
             )
     except IntegrityError:
         raise AlreadyExists(f"Route '{name}' already exists.") from None

@@ -19,6 +19,11 @@ def _on_change(sender: Any, **kwargs: Any) -> None:
     transaction.on_commit(config_version_bump)
 
 
+def snapshot_watch(model: Any) -> None:
+    """Reload every serving snapshot when a row of `model` is saved or deleted (other apps' models too)."""
+    post_save.connect(_on_change, sender=model, dispatch_uid=f"snapshot-{model._meta.label}-save")
+    post_delete.connect(_on_change, sender=model, dispatch_uid=f"snapshot-{model._meta.label}-delete")
+
+
 for _model in _WATCHED:
-    post_save.connect(_on_change, sender=_model, dispatch_uid=f"snapshot-{_model.__name__}-save")
-    post_delete.connect(_on_change, sender=_model, dispatch_uid=f"snapshot-{_model.__name__}-delete")
+    snapshot_watch(_model)

@@ -15,6 +15,22 @@ import httpx
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+# Servers started by one test run keep their limit counters under this Redis key prefix, and
+# `flush_limit_counters` removes exactly those keys.
+LIMITS_KEY_PREFIX = f"test{os.getpid()}:lim:"
+
+
+def flush_limit_counters(redis_url: str | None = None) -> None:
+    """Delete the limit counters this test run's servers made (only keys under LIMITS_KEY_PREFIX)."""
+    url = redis_url or os.environ.get("REDIS_URL")
+    if not url:
+        return
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{LIMITS_KEY_PREFIX}*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 def free_port() -> int:
@@ -67,6 +83,7 @@ def start_gateway_server(extra_env: dict[str, str] | None = None, *, workers: in
         "GATEWAY_SNAPSHOT_POLL_SECONDS": "0.2",
         "GATEWAY_USAGE_FLUSH_SECONDS": "0.1",
         "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": "2",
+        "GATEWAY_LIMITS_KEY_PREFIX": LIMITS_KEY_PREFIX,
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }

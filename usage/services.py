@@ -1,15 +1,29 @@
-"""What the serving half may call in usage: recording usage (limits arrive with the governance work)."""
+"""What the serving half may call in usage: recording usage, and reserving and settling limits."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 
 from django.db import transaction
 
+from providers.base import StdRequest, Usage
+
 from .events import UsageEventData
+from .limits import services as limits_services
+from .limits.enforce import RELEASE, Limiter, LimiterUnavailable, LimitExceeded, ModelNotPriced, Reservation
+from .limits.rules import Caller, LimitsTable, Priced
+from .limits.stores import PROCESS_MEMORY_STORE, RedisLimitStore
 from .models import UsageEvent
+
+# Re-exported for the serving half, which reaches usage only through this module.
+__all__ = [
+    "RELEASE", "Caller", "LimitExceeded", "Limiter", "LimiterUnavailable", "LimitsTable", "ModelNotPriced",
+    "Reservation", "limiter_build", "limits_reserve", "limits_settle", "limits_table_load", "usage_events_write",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -32,3 +46,67 @@ def usage_events_write(*, events: Sequence[UsageEventData]) -> int:
         # fires no signals, so stamping last use never reloads the serving snapshots.
         ApiKey.objects.filter(pk=key_id).exclude(last_used_at__gt=when).update(last_used_at=when)
     return len(rows)
+
+
+# ---- limits (the serving half's only way in: build the limiter, load the table, reserve, settle)
+
+
+def limiter_build() -> Limiter:
+    """This process's limiter: counters in Redis when REDIS_URL is set, else in this process."""
+    from django.conf import settings
+
+    cfg = settings.GATEWAY
+    store = (RedisLimitStore(settings.REDIS_URL, timeout=cfg["LIMITS_REDIS_TIMEOUT_SECONDS"])
+             if settings.REDIS_URL else PROCESS_MEMORY_STORE)
+    return Limiter(
+        store,
+        key_prefix=cfg["LIMITS_KEY_PREFIX"],
+        price_of=_price_now,
+        fail_open=cfg["LIMITS_FAIL_MODE"] == "open",
+        default_max_tokens=cfg["DEFAULT_MAX_TOKENS"],
+        expiry_slack_seconds=int(cfg.get("STREAM_TIMEOUT_SECONDS", 600) + cfg["UPSTREAM_TIMEOUT_SECONDS"]) + 60,
+    )
+
+
+@dataclass(frozen=True)
+class _Free:
+    input_per_mtok: Decimal = Decimal(0)
+    output_per_mtok: Decimal = Decimal(0)
+
+
+_MOCK_FREE = _Free()
+
+
+def _price_now(provider: str, model: str) -> Priced | None:
+    try:
+        from . import pricing  # type: ignore[attr-defined]  # the price table, with the usage pipeline
+    except ImportError:  # not landed yet: only the free mock is priced; money budgets on others refuse
+        return _MOCK_FREE if provider == "mock" else None
+    return pricing.price_lookup(pricing.price_table(), provider=provider, model=model, at=datetime.now(UTC))
+
+
+def limits_table_load() -> LimitsTable:
+    """Every limit, for the serving snapshot (sync ORM; also makes sure prices are loaded)."""
+    try:
+        from . import pricing  # type: ignore[attr-defined]
+    except ImportError:
+        pass
+    else:
+        pricing.price_table_ensure()
+    return limits_services.limits_table_load()
+
+
+async def limits_reserve(*, limiter: Limiter, table: LimitsTable, caller: Caller, request: StdRequest,
+                         route_max_tokens: int | None) -> Reservation | None:
+    """Check and charge every limit that applies, before the upstream call (one Redis round trip).
+
+    Raises LimitExceeded (429, with X-RateLimit-* headers), LimiterUnavailable (503, fail closed) or
+    ModelNotPriced (503). May set the request's max_tokens (the cap the reservation counts on).
+    """
+    return await limiter.reserve(table, caller, request, route_max_tokens=route_max_tokens)
+
+
+async def limits_settle(*, limiter: Limiter, reservation: Reservation | None, usage: Usage | None) -> None:
+    """Reconcile a reservation: the real usage after a call, `RELEASE` after a failed one, None to keep
+    it whole (a client abort whose usage is unknown). Safe to call twice; the second call does nothing."""
+    await limiter.settle(reservation, usage)

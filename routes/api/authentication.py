@@ -8,6 +8,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from ..audit import set_actor
 from ..keys import parse_bearer
 from ..principal import Principal
 from ..selectors import principal_for_key
@@ -22,6 +23,7 @@ class GatewayKeyAuthentication(authentication.BaseAuthentication):
         principal = principal_for_key(key) if key else None
         if principal is None:
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired gateway key.")
+        set_actor(f"key:gw-{principal.key_prefix} ({principal.team_name}/{principal.consumer_name})")
         return principal, None
 
     def authenticate_header(self, request: Any) -> str:

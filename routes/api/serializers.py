@@ -7,6 +7,8 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from usage.limits.services import route_call_limit
+
 from ..errors import InvalidRequest
 from ..models import Route
 
@@ -74,8 +76,8 @@ class RouteOutputSerializer(serializers.ModelSerializer):
         return f"{self.context['base_url']}/gateway/{route.name}/invocations"
 
     @extend_schema_field(LIMIT_SCHEMA)
-    def get_limit(self, route: Route) -> None:
-        return None
+    def get_limit(self, route: Route) -> dict[str, Any] | None:
+        return route_call_limit(route.limits.all())
 
 
 class EndpointOutputSerializer(serializers.ModelSerializer):
@@ -100,5 +102,5 @@ class EndpointOutputSerializer(serializers.ModelSerializer):
         return f"{self.context['base_url']}/endpoints/{route.name}/invocations"
 
     @extend_schema_field(LIMIT_SCHEMA)
-    def get_limit(self, route: Route) -> None:
-        return None
+    def get_limit(self, route: Route) -> dict[str, Any] | None:
+        return route_call_limit(route.limits.all())

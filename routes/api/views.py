@@ -61,7 +61,7 @@ class RouteListCreateApi(APIView):
     )
     def get(self, request: Request) -> Response:
         routes, token = paginate_routes(
-            selectors.routes_visible_to(principal(request)),
+            selectors.routes_visible_to(principal(request)).prefetch_related("limits"),
             page_token=request.query_params.get("page_token"),
             page_size=page_size(request),
         )
@@ -115,7 +115,7 @@ class EndpointListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         routes, token = paginate_routes(
-            selectors.routes_visible_to(principal(request)),
+            selectors.routes_visible_to(principal(request)).prefetch_related("limits"),
             page_token=request.query_params.get("page_token"),
             page_size=page_size(request),
         )

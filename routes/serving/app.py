@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from providers.base import GatewayError, RouteType
 from providers.client import UpstreamClient
 from usage.recorder import UsageRecorder
+from usage.services import limiter_build
 
 from ..errors import NotFound
 from .deployments import DeploymentsFamily
@@ -92,6 +93,7 @@ def build_state() -> ServingState:
         recorder=UsageRecorder(run_sync=run_orm, flush_seconds=cfg["USAGE_FLUSH_SECONDS"]),
         max_body_bytes=cfg["MAX_BODY_BYTES"],
         upstream_timeout=cfg["UPSTREAM_TIMEOUT_SECONDS"],
+        limiter=limiter_build(),
     )
 
 
@@ -108,6 +110,7 @@ def build_serving_app() -> Starlette:
             await state.snapshot.stop()
             await state.recorder.stop()
             await state.client.aclose()
+            await state.limiter.aclose()
 
     return Starlette(
         routes=[

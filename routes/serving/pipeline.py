@@ -21,6 +21,7 @@ from providers.base import GatewayError, InvalidRequest, StdResponse
 from providers.client import UpstreamClient, execute
 from usage.events import UsageEventData
 from usage.recorder import UsageRecorder
+from usage.services import RELEASE, Caller, Limiter, LimitExceeded, limits_reserve, limits_settle
 
 from ..errors import NotFound, PermissionDenied, Unauthenticated
 from ..keys import hash_key, parse_bearer
@@ -48,6 +49,7 @@ class ServingState:
     recorder: UsageRecorder
     max_body_bytes: int
     upstream_timeout: float
+    limiter: Limiter
 
 
 class JSONResponse(Response):
@@ -91,8 +93,12 @@ def resolve_route(state: ServingState, principal: Principal, name: str) -> Route
     route = state.snapshot.current.routes.get(name)
     if route is None:
         raise NotFound(f"Route '{name}' does not exist.")
-    if not route.allows(principal):
+    if not route.granted(principal):
         raise PermissionDenied(f"This key may not query route '{name}'.")
+    if not route.allows(principal):
+        raise PermissionDenied(
+            f"Route '{name}' serves production consumers only; this key's consumer is in {principal.environment}."
+        )
     if not route.enabled:
         raise RouteDisabled(f"Route '{name}' is disabled.")
     return route
@@ -112,6 +118,7 @@ async def serve_query(
         api_family=family.name,
         status_code=200,
     )
+    rate_headers: dict[str, str] = {}
     try:
         principal = authenticate(state, request)
         event.consumer_id, event.consumer_name = principal.consumer_id, principal.consumer_name
@@ -125,9 +132,27 @@ async def serve_query(
         event.route_id, event.route_type = route.id, route.route_type.value
         event.provider, event.model = target.provider, target.model
         std_request = family.parse(route, body)
-        std_response: StdResponse = await execute(
-            route.provider, target, std_request, client=state.client, timeout=state.upstream_timeout
-        )
+        # Limits: every applicable one is checked and charged before the upstream is called (429 / 503).
+        caller = Caller(route_id=route.id, route_name=route.name, consumer_id=principal.consumer_id,
+                        consumer_name=principal.consumer_name, team_id=principal.team_id,
+                        team_name=principal.team_name, provider=target.provider, model=target.model)
+        reservation = await limits_reserve(limiter=state.limiter, table=state.snapshot.current.limits,
+                                           caller=caller, request=std_request,
+                                           route_max_tokens=route.default_max_tokens)
+        rate_headers = reservation.headers if reservation is not None else {}
+        try:
+            std_response: StdResponse = await execute(
+                route.provider, target, std_request, client=state.client, timeout=state.upstream_timeout
+            )
+        except Exception:
+            await limits_settle(limiter=state.limiter, reservation=reservation, usage=RELEASE)
+            raise
+        except BaseException:
+            # Cancelled mid-call (client abort, shutdown): what the vendor produced is unknown, and it
+            # was asked, so the reservation stays charged whole. (A stream settles to what it sent.)
+            await limits_settle(limiter=state.limiter, reservation=reservation, usage=None)
+            raise
+        await limits_settle(limiter=state.limiter, reservation=reservation, usage=std_response.usage)
         usage = std_response.usage
         event.input_tokens = usage.input_tokens or 0
         event.output_tokens = usage.output_tokens or 0
@@ -139,6 +164,8 @@ async def serve_query(
         response = JSONResponse(family.error_body(exc), status_code=exc.status)
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        if isinstance(exc, LimitExceeded):
+            rate_headers = exc.headers
     except Exception:
         logger.exception("unexpected error serving request %s", event.request_id)
         internal = GatewayError("Internal error; the request id identifies it in the gateway's log.")
@@ -146,5 +173,6 @@ async def serve_query(
         response = JSONResponse(family.error_body(internal), status_code=internal.status)
     event.latency_ms = (time.perf_counter() - started) * 1000.0
     response.headers["X-Request-Id"] = event.request_id
+    response.headers.update(rate_headers)
     state.recorder.record(event)
     return response

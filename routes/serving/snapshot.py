@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from providers.base import Provider, RouteType, Secrets, Target
 from providers.registry import get_provider
+from usage.services import LimitsTable, limits_table_load
 
 from .. import selectors
 from ..environments import for_environment
@@ -44,11 +45,20 @@ class RouteEntry:
     no_credential_target: Target
     granted_team_ids: frozenset[int] = frozenset()
     granted_consumer_ids: frozenset[int] = frozenset()
+    production_only: bool = False
+    default_max_tokens: int | None = None
 
     def target_for(self, environment: str) -> Target:
         return for_environment(self.targets, environment) or self.no_credential_target
 
     def allows(self, principal: Principal) -> bool:
+        return may_query(
+            principal, granted_team_ids=self.granted_team_ids, granted_consumer_ids=self.granted_consumer_ids,
+            production_only=self.production_only,
+        )
+
+    def granted(self, principal: Principal) -> bool:
+        """Granted, whatever the environment (to tell "not granted" from "production only")."""
         return may_query(
             principal, granted_team_ids=self.granted_team_ids, granted_consumer_ids=self.granted_consumer_ids
         )
@@ -59,6 +69,7 @@ class Snapshot:
     version: int
     routes: dict[str, RouteEntry] = field(default_factory=dict)
     keys: dict[str, Principal] = field(default_factory=dict)  # by key hash
+    limits: LimitsTable = field(default_factory=LimitsTable)
 
     def principal(self, key_hash: str, now: datetime) -> Principal | None:
         principal = self.keys.get(key_hash)
@@ -105,10 +116,12 @@ def snapshot_load(version: int) -> Snapshot:
             no_credential_target=Target(provider=route.provider, model=route.model_name, config=dict(route.config)),
             granted_team_ids=frozenset(team_grants[route.pk]),
             granted_consumer_ids=frozenset(consumer_grants[route.pk]),
+            production_only=route.production_only,
+            default_max_tokens=route.default_max_tokens,
         )
 
     keys = {k.hashed_key: selectors.principal_from_api_key(k) for k in selectors.usable_api_keys()}
-    return Snapshot(version=version, routes=routes, keys=keys)
+    return Snapshot(version=version, routes=routes, keys=keys, limits=limits_table_load())
 
 
 def _load_current() -> Snapshot:
