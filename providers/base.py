@@ -281,6 +281,10 @@ class Provider:
     temperature_scale: ClassVar[float] = 1.0
     needs_network: ClassVar[bool] = True
 
+    def normalize_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """MLflow's config shape for this vendor → the flat keys stored (e.g. Bedrock's aws_config)."""
+        return dict(config)
+
     def validate_config(self, *, route_type: RouteType, config: Mapping[str, Any],
                         secrets: Mapping[str, str]) -> None:
         """Raise ProviderConfigError unless this provider can serve `route_type` with this config."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from providers.anthropic import AnthropicProvider
 from providers.base import Provider, ProviderConfigError
+from providers.bedrock import AmazonBedrockProvider, BedrockProvider
 from providers.cohere import CohereProvider
 from providers.gemini import GeminiProvider
 from providers.mock import MockProvider
@@ -14,6 +15,8 @@ _PROVIDER_CLASSES: tuple[type[Provider], ...] = (
     AnthropicProvider,
     CohereProvider,
     GeminiProvider,
+    AmazonBedrockProvider,
+    BedrockProvider,
     MockProvider,
 )
 

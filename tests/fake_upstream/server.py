@@ -36,12 +36,16 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fake_upstream import ai21labs as ai21labs_vendor
 from tests.fake_upstream import anthropic as anthropic_vendor
+from tests.fake_upstream import bedrock as bedrock_vendor
 from tests.fake_upstream import cohere as cohere_vendor
 from tests.fake_upstream import databricks as databricks_vendor
 from tests.fake_upstream import gemini as gemini_vendor
+from tests.fake_upstream import huggingface as huggingface_vendor
 from tests.fake_upstream import mistral as mistral_vendor
 from tests.fake_upstream import mlflow_serving as mlflow_serving_vendor
+from tests.fake_upstream import mosaicml as mosaicml_vendor
 from tests.fake_upstream import openai as openai_vendor
 from tests.fake_upstream import openai_compatible as openai_compatible_vendor
 from tests.fake_upstream.faults import Fault
@@ -50,6 +54,7 @@ from tests.fake_upstream.state import Credentials, FakeState, RecordedRequest
 VENDOR_MODULES: tuple[ModuleType, ...] = (
     openai_vendor, anthropic_vendor, cohere_vendor, gemini_vendor,
     openai_compatible_vendor, mistral_vendor, databricks_vendor, mlflow_serving_vendor,
+    huggingface_vendor, ai21labs_vendor, mosaicml_vendor, bedrock_vendor,
 )
 CONTROL_PREFIX = "/__fake__/"
 
@@ -130,6 +135,19 @@ class FakeUpstream:
     VLLM_KEY = "token-fakevllm7Kq2Wm9Xp4"
     MISTRAL_KEY = "fakeMistr4lKey9Qw2Er7Ty5Ui3Op8As"
     DATABRICKS_TOKEN = "dapifake0123456789abcdef0123456789ab"
+    HF_TOKEN = "hf_fakeT9gKq2Wm7Xp4Lv8Rz3Nc6Bd1Hy5Js0Fa"
+    AI21LABS_KEY = "fakeQ8wE3rT6yU9iO2pA5sD7fG4hJ1kLz"
+    MOSAICML_KEY = "fakeM7Hn2Zp9Lm4Xv8Tk3RbYc6Wq1Ja"
+    # Amazon Bedrock: a long-term access key, a temporary one (needs its session token), a Bedrock
+    # API key, and a role the fake STS grants; calls must be signed for AWS_REGION.
+    AWS_REGION = "us-east-1"
+    AWS_ACCESS_KEY_ID = "AKIAFAKE7QM4XR2LP9VT"
+    AWS_SECRET_ACCESS_KEY = "fAkE/9Qm4Xr7Lp2Vt8Wz6Kd3NbYc5Hj1Sg0aE2rT"
+    AWS_TEMP_ACCESS_KEY_ID = "ASIAFAKE3WZ6KD8NBYC5"
+    AWS_TEMP_SECRET_ACCESS_KEY = "tEmP+7Lp2Vt8Wz6Kd3NbYc5Hj1Sg0aE2rTfAkE9Q"
+    AWS_SESSION_TOKEN = "IQoJb3JpZ2luX2VjEFAKEsessionTOKENfake7Qm4Xr2Lp9Vt8Wz6Kd3NbYc5Hj1Sg0aE2rT"
+    BEDROCK_API_KEY = "ABSKQmVkcm9ja0FQSUtleS1mYWtlLWF0LTEyMzQ1Njc4OTAxMjpGYWtlU2VjcmV0"
+    AWS_ROLE_ARN = "arn:aws:iam::123456789012:role/fake-bedrock-invoker"
 
     def __init__(
         self,
@@ -163,6 +181,15 @@ class FakeUpstream:
                 },
                 mistral_keys={self.MISTRAL_KEY},
                 databricks_tokens={self.DATABRICKS_TOKEN},
+                hf_tokens={self.HF_TOKEN},
+                ai21labs_keys={self.AI21LABS_KEY},
+                mosaicml_keys={self.MOSAICML_KEY},
+                aws_keys={
+                    self.AWS_ACCESS_KEY_ID: (self.AWS_SECRET_ACCESS_KEY, None),
+                    self.AWS_TEMP_ACCESS_KEY_ID: (self.AWS_TEMP_SECRET_ACCESS_KEY, self.AWS_SESSION_TOKEN),
+                },
+                bedrock_api_keys={self.BEDROCK_API_KEY},
+                aws_roles={self.AWS_ROLE_ARN},
             )
         )
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -276,6 +303,36 @@ class FakeUpstream:
         """`http://127.0.0.1:<port>`: the Databricks `databricks_workspace_url`."""
         return self.url
 
+    @property
+    def hf_server_url(self) -> str:
+        """`http://127.0.0.1:<port>/tgi`: a plain TGI server's `hf_server_url` (no auth)."""
+        return f"{self.url}{huggingface_vendor.OPEN_PREFIX}"
+
+    @property
+    def hf_endpoint_url(self) -> str:
+        """`http://127.0.0.1:<port>/hf-endpoint`: a protected Inference Endpoint's `hf_server_url` (wants HF_TOKEN)."""
+        return f"{self.url}{huggingface_vendor.ENDPOINT_PREFIX}"
+
+    @property
+    def ai21labs_base(self) -> str:
+        """`http://127.0.0.1:<port>`: the AI21 `ai21labs_api_base` (the server root)."""
+        return self.url
+
+    @property
+    def mosaicml_base(self) -> str:
+        """`http://127.0.0.1:<port>/mosaicml`: the MosaicML `mosaicml_api_base`."""
+        return f"{self.url}{mosaicml_vendor.PREFIX}"
+
+    @property
+    def bedrock_base(self) -> str:
+        """`http://127.0.0.1:<port>`: the Amazon Bedrock `bedrock_api_base` (the runtime's root)."""
+        return self.url
+
+    @property
+    def sts_url(self) -> str:
+        """`http://127.0.0.1:<port>/aws-sts`: the fake STS, for `AWS_ENDPOINT_URL_STS`."""
+        return f"{self.url}/aws-sts"
+
     def mlflow_serving_url(self, model: str) -> str:
         """The `model_server_url` of the fake MLflow scoring server serving `model`."""
         return f"{self.url}/mlflow/{model}"
@@ -331,6 +388,13 @@ def main(argv: list[str] | None = None) -> None:
                 "vllm_key": fake.VLLM_KEY,
                 "mistral_key": fake.MISTRAL_KEY,
                 "databricks_token": fake.DATABRICKS_TOKEN,
+                "hf_token": fake.HF_TOKEN,
+                "ai21labs_key": fake.AI21LABS_KEY,
+                "mosaicml_key": fake.MOSAICML_KEY,
+                "aws_region": fake.AWS_REGION,
+                "aws_access_key_id": fake.AWS_ACCESS_KEY_ID,
+                "aws_secret_access_key": fake.AWS_SECRET_ACCESS_KEY,
+                "bedrock_api_key": fake.BEDROCK_API_KEY,
             }
         ),
         flush=True,

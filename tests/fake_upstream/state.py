@@ -58,6 +58,14 @@ class Credentials:
     compatible_keys: dict[str, set[str]] = field(default_factory=dict)
     mistral_keys: set[str] = field(default_factory=set)
     databricks_tokens: set[str] = field(default_factory=set)
+    hf_tokens: set[str] = field(default_factory=set)  # Hugging Face Inference Endpoint tokens (TGI)
+    ai21labs_keys: set[str] = field(default_factory=set)
+    mosaicml_keys: set[str] = field(default_factory=set)
+    # Amazon Bedrock (tests.fake_upstream.bedrock): access key id → (secret, session token, None for a
+    # long-term key); Bedrock API keys (bearer tokens); the IAM roles the fake STS lets keys assume.
+    aws_keys: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    bedrock_api_keys: set[str] = field(default_factory=set)
+    aws_roles: set[str] = field(default_factory=set)
 
 
 class FakeState:

@@ -9,7 +9,7 @@ from providers.registry import get_provider, provider_names
 
 
 def test_known_providers_are_registered_by_name() -> None:
-    assert provider_names() == ["anthropic", "cohere", "gemini", "mock", "openai"]
+    assert provider_names() == ["amazon-bedrock", "anthropic", "bedrock", "cohere", "gemini", "mock", "openai"]
     assert isinstance(get_provider("openai"), OpenAIProvider)
     assert isinstance(get_provider("mock"), MockProvider)
     assert get_provider("openai") is get_provider("openai")
