@@ -322,13 +322,16 @@ class GatewayClient:
     # -- limits ---------------------------------------------------------------------------
 
     def set_limits(self, route: str, limits: list[dict[str, Any]]) -> LimitsConfig:
-        """``POST /api/2.0/gateway/limits/`` ``{"route", "limits": [{"calls", "renewal_period", "key"}]}``."""
+        """``POST /api/2.0/gateway/limits/`` (admin key): replace the route's limits with ``limits``, each
+        ``{"key": "route" | "user" | "team", "renewal_period": "minute" | "day" | "month", "calls": N,
+        "tokens": N, "usd": "12.50"}`` (calls, tokens and usd each optional)."""
         _quote(route)
         data = self.request("POST", LIMITS_BASE, json_body={"route": route, "limits": list(limits)})
         return LimitsConfig.from_dict(data or {}, route=route)
 
     def get_limits(self, route: str) -> LimitsConfig:
-        """``GET /api/2.0/gateway/limits/{route}``."""
+        """``GET /api/2.0/gateway/limits/{route}``: an admin key gets the configuration, any other key its
+        own limits on the route with ``used``, ``remaining`` and ``reset_at``."""
         return LimitsConfig.from_dict(self.request("GET", LIMITS_BASE + _quote(route)) or {}, route=route)
 
 

@@ -7,6 +7,7 @@ and ``to_dict()`` gives a plain dict back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -33,20 +34,34 @@ class RouteModelInfo:
 
 @dataclass(frozen=True)
 class Limit:
-    """MLflow's per-route call limit: ``calls`` per ``renewal_period``, per ``key``."""
+    """A limit: MLflow's ``calls`` per ``renewal_period`` per ``key``, extended with ``tokens`` and
+    ``usd`` (a Decimal) caps and the ``scope``. In a consumer's view, ``used`` and ``remaining``
+    (dicts of calls / tokens / usd) and ``reset_at`` (ISO 8601, UTC) say where the consumer stands."""
 
     calls: int | None
     renewal_period: str | None
     key: str | None = None
+    tokens: int | None = None
+    usd: Decimal | None = None
+    scope: str | None = None
+    used: dict[str, Any] | None = None
+    remaining: dict[str, Any] | None = None
+    reset_at: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Limit:
-        calls = data.get("calls")
+        calls, tokens, usd = data.get("calls"), data.get("tokens"), data.get("usd")
         return cls(
             calls=int(calls) if calls is not None else None,
             renewal_period=_str_or_none(data.get("renewal_period")),
             key=_str_or_none(data.get("key")),
+            tokens=int(tokens) if tokens is not None else None,
+            usd=Decimal(str(usd)) if usd is not None else None,
+            scope=_str_or_none(data.get("scope")),
+            used=data.get("used") if isinstance(data.get("used"), dict) else None,
+            remaining=data.get("remaining") if isinstance(data.get("remaining"), dict) else None,
+            reset_at=_str_or_none(data.get("reset_at")),
             raw=dict(data),
         )
 
@@ -60,15 +75,19 @@ class Limit:
 
 @dataclass(frozen=True)
 class LimitsConfig:
+    """A route's limits. The server answers limits that cap calls in ``limits`` (what MLflow's client
+    reads) and token/money-only ones in ``budgets``; here ``limits`` holds both."""
+
     route: str | None
     limits: list[Limit]
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], route: str | None = None) -> LimitsConfig:
+        entries = [*(data.get("limits") or []), *(data.get("budgets") or [])]
         return cls(
             route=_str_or_none(data.get("route", route)),
-            limits=[Limit.from_dict(x) for x in (data.get("limits") or [])],
+            limits=[Limit.from_dict(x) for x in entries],
             raw=dict(data),
         )
 

@@ -76,3 +76,10 @@ def fake_upstream() -> Iterator[Any]:
         yield upstream
     finally:
         upstream.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_admin_rate_limits(settings: Any) -> None:
+    """django-ratelimit is off in tests (its counters live in the shared cache and would carry over
+    between tests and runs); tests of the guardrails turn it on with a cache of their own."""
+    settings.RATELIMIT_ENABLE = False

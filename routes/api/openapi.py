@@ -15,7 +15,9 @@ from ..serving import openai_shapes as oa
 from ..serving import schemas as out
 
 _ERRORS_MLFLOW = {400: "Bad input", 401: "No or invalid key", 403: "Route not granted or disabled",
-                  404: "Unknown route", 413: "Body too large", 502: "Upstream error", 504: "Upstream timeout"}
+                  404: "Unknown route", 413: "Body too large",
+                  429: "A limit is exhausted (Retry-After and X-RateLimit-* headers say until when)",
+                  502: "Upstream error", 503: "The limits store is unreachable (fail closed)", 504: "Upstream timeout"}
 
 
 def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:

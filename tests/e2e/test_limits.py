@@ -333,3 +333,28 @@ def test_limit_change_reaches_the_server_without_restart(server, setup) -> None:
     set_limits(server, admin.key, "lim-chat", [{"key": "user", "renewal_period": "day", "calls": 5}])
     wait_for(lambda: post(server, "lim-chat", alice.key, CHAT).status_code == 200, timeout=10)
     time.sleep(0)
+
+
+def test_gateway_client_sets_and_reads_limits(server, setup, monkeypatch) -> None:
+    import gateway_client
+
+    alice, admin = setup["alice"], setup["admin"]
+    ready(server, alice.key, "lim-chat")
+    with gateway_client.GatewayClient(server.url, api_key=admin.key) as client:
+        config = client.set_limits("lim-chat", [{"key": "user", "renewal_period": "day", "calls": 10},
+                                                {"key": "team", "renewal_period": "month", "usd": "25"}])
+        got = [(x.calls, x.renewal_period, x.key) for x in config.limits]
+        assert got == [(10, "day", "user"), (None, "month", "team")]
+        assert config.limits[1].usd == Decimal("25") and config.limits[1].scope == "route_team"
+        assert client.get_limits("lim-chat").limits == config.limits
+    wait_limited(server, setup["probe"].key, "lim-chat")
+    assert post(server, "lim-chat", alice.key, CHAT).status_code == 200
+    monkeypatch.setenv("GATEWAY_API_KEY", alice.key)
+    gateway_client.set_gateway_uri(server.url)
+    mine = gateway_client.get_limits("lim-chat")
+    calls = next(x for x in mine.limits if x.calls == 10)
+    assert calls.used == {"calls": 1, "tokens": USED, "usd": "0"} and calls.remaining is not None
+    assert calls.remaining["calls"] == 9 and calls.reset_at is not None
+    with pytest.raises(gateway_client.PermissionDeniedError):
+        gateway_client.set_limits("lim-chat", [])
+    assert gateway_client.get_route("lim-chat").limit is not None

@@ -67,7 +67,7 @@ def test_mlflow_2x_gateway_client_passes_unchanged(paging_server, mlflow2_venv, 
             "GW_MIN_PAGES": "2",
             "GW_ADMIN_TOKEN": admin.key,
             "GW_STEPS": "get_route,search_routes,query_chat,query_completions,query_embeddings,bad_token,"
-                        "unknown_route,create_delete",
+                        "unknown_route,create_delete,limits",
         },
         timeout=180,
     )
@@ -76,7 +76,8 @@ def test_mlflow_2x_gateway_client_passes_unchanged(paging_server, mlflow2_venv, 
     results = report["results"]
     assert results["search_routes"]["pages"] >= 2
     assert set(results) >= {"get_route", "search_routes", "query_chat", "query_completions", "query_embeddings",
-                            "bad_token", "unknown_route", "create_delete"}
+                            "bad_token", "unknown_route", "create_delete", "limits"}
+    assert results["limits"]["route_limit"] == {"calls": 50, "renewal_period": "minute", "key": "user"}
 
 
 @pytest.mark.clients

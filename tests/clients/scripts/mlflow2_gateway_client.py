@@ -289,7 +289,16 @@ def step_limits(a: argparse.Namespace) -> dict[str, Any]:
         set_ = _dump(client.set_limits(route, limits))
         got = _dump(client.get_limits(route))
     assert any(x["calls"] == 50 and x["renewal_period"] == "minute" for x in got["limits"]), got
-    return {"set": set_, "get": got}
+    out: dict[str, Any] = {"set": set_, "get": got}
+    if a.token:  # a consumer sees its own limits (the extra fields are ignored by the client)
+        mine = _dump(gw.MlflowGatewayClient(a.gateway_uri).get_limits(route))
+        assert any(x["calls"] == 50 for x in mine["limits"]), mine
+        out["consumer_get"] = mine
+        out["route_limit"] = _dump(gw.get_route(route))["limit"]
+        assert out["route_limit"]["calls"] == 50 and out["route_limit"]["key"] == "user", out
+    with _Env(MLFLOW_TRACKING_TOKEN=a.admin_token):
+        gw.MlflowGatewayClient(a.gateway_uri).set_limits(route, [])  # leave the route unlimited
+    return out
 
 
 class SkipStep(Exception):
