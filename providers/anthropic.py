@@ -39,6 +39,16 @@ Mapping decisions (the standard request is OpenAI-shaped, the Messages API is no
   gateway never asks for prompt caching, so these are normally absent; when present they are input
   the caller was billed for), and `output_tokens`.
 
+Streaming (chat and completions): the same body with `stream: true`; Anthropic answers Server-Sent
+Events named by type: `message_start` (the message's id, model and `usage.input_tokens`),
+`content_block_start`, `content_block_delta` (`text_delta` pieces are the text; `input_json_delta`,
+`thinking_delta` and other deltas carry none), `content_block_stop`, `message_delta` (`stop_reason` and
+the cumulative `usage.output_tokens`), `message_stop`, and `ping` at any time. The final usage is
+`message_start`'s counts updated with `message_delta`'s, so every stream is recorded with Anthropic's
+own numbers. An `error` event (`{"type": "error", "error": {"type", "message"}}`, e.g. `overloaded_error`)
+raises UpstreamError; event types the parser does not know are skipped, as Anthropic's versioning
+policy asks.
+
 Errors (`{"type": "error", "error": {"type", "message"}, "request_id"}`) map as OpenAI's do: 400,
 404, 413, 422 → 400 `UPSTREAM_BAD_REQUEST` with the vendor's message; 401/403 → 502
 `UPSTREAM_AUTH_FAILED` with a fixed message; 429 → 502 `UPSTREAM_RATE_LIMITED` with the vendor's
@@ -52,6 +62,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
+
+import orjson
 
 from providers.base import (
     ChatChoice,
@@ -77,6 +89,7 @@ from providers.base import (
     Usage,
 )
 from providers.common import load_json, retry_after_seconds, safe_vendor_message, vendor_error_message
+from providers.streaming import ChoiceDelta, ChunkParser, SSEEvent, StreamChunk, StreamParser
 
 DEFAULT_API_BASE = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
@@ -312,6 +325,56 @@ def error_from_vendor(response: UpstreamResponse, secrets: Secrets) -> GatewayEr
     )
 
 
+# ---------------------------------------------------------------- the stream (pure)
+
+
+class AnthropicStreamParser(ChunkParser):
+    """The Messages API's event stream → standard chunks: a role chunk at `message_start`, the text of
+    every `text_delta`, and at `message_delta` the finish reason with the final usage."""
+
+    def __init__(self, *, default_model: str, secrets: Secrets) -> None:
+        super().__init__()
+        self._model = default_model
+        self._id: str | None = None
+        self._usage: dict[str, Any] = {}
+        self._secrets = secrets
+
+    def _chunk(self, delta: ChoiceDelta, usage: Usage | None = None) -> StreamChunk:
+        return StreamChunk(deltas=[delta], usage=usage, model=self._model, id=self._id)
+
+    def event_chunk(self, event: SSEEvent) -> StreamChunk | None:
+        payload = orjson.loads(event.data)
+        if not isinstance(payload, Mapping):
+            raise TypeError("stream event is not a JSON object")
+        kind = payload.get("type") or event.event
+        if kind == "error":
+            error = _mapping(payload.get("error"))
+            text = str(error.get("message") or error.get("type") or "stream error")
+            raise UpstreamError(f"The upstream provider failed mid-stream: {safe_vendor_message(text, self._secrets)}")
+        if kind == "message_start":
+            message = _mapping(payload.get("message"))
+            self._model = str(message.get("model") or self._model)
+            self._id = _optional_str(message.get("id"))
+            self._usage.update(_mapping(message.get("usage")))
+            return self._chunk(ChoiceDelta(index=0, role="assistant"))
+        if kind == "content_block_start":
+            block = payload.get("content_block")
+            text = str(block.get("text") or "") if isinstance(block, Mapping) and block.get("type") == "text" else ""
+            return self._chunk(ChoiceDelta(index=0, text=text)) if text else None
+        if kind == "content_block_delta":
+            delta = payload.get("delta")
+            if isinstance(delta, Mapping) and delta.get("type") == "text_delta" and delta.get("text"):
+                return self._chunk(ChoiceDelta(index=0, text=str(delta["text"])))
+            return None
+        if kind == "message_delta":
+            # Counts here are cumulative: they replace message_start's, field by field.
+            self._usage.update({k: v for k, v in _mapping(payload.get("usage")).items() if v is not None})
+            finish = finish_reason_from_vendor(_mapping(payload.get("delta")).get("stop_reason"))
+            usage = usage_from_vendor({"usage": self._usage})
+            return self._chunk(ChoiceDelta(index=0, finish_reason=finish), usage=usage)
+        return None  # ping, content_block_stop, message_stop, and event types added later
+
+
 # ---------------------------------------------------------------- the provider
 
 
@@ -354,6 +417,16 @@ class AnthropicProvider(Provider):
     def map_error(self, target: Target, response: UpstreamResponse) -> GatewayError:
         return error_from_vendor(response, target.secrets)
 
+    supports_streaming: ClassVar[bool] = True
+
+    def build_stream_request(self, target: Target, request: StdRequest) -> UpstreamRequest:
+        plain = self.build_request(target, request)
+        return UpstreamRequest(method=plain.method, url=plain.url, headers=plain.headers,
+                               json={**plain.json, "stream": True})
+
+    def stream_parser(self, target: Target, request: StdRequest) -> StreamParser:
+        return AnthropicStreamParser(default_model=target.model, secrets=target.secrets)
+
 
 def _positive_int(value: Any) -> int | None:
     if isinstance(value, bool):
@@ -369,6 +442,10 @@ def _positive_int(value: Any) -> int | None:
 def _optional_str(value: Any) -> str | None:
     text = str(value).strip() if value is not None else ""
     return text or None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _optional_int(value: Any) -> int | None:

@@ -74,8 +74,13 @@ class UpstreamClient:
         req: UpstreamRequest,
         *,
         timeout: float | None = None,  # noqa: ASYNC109
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
     ) -> UpstreamResponse:
         """Send `req` and read the whole answer within `timeout` seconds (default: the client's).
+
+        `connect_timeout` (default: the client's) bounds connecting, `read_timeout` (default: none
+        beyond `timeout`) each wait for data.
 
         Any status is returned as is. Raises `UpstreamTimeout` (504) when time runs out,
         `UpstreamUnavailable` (502) when the connection fails or closes early or the answer is not
@@ -85,7 +90,8 @@ class UpstreamClient:
         content, headers = _encode_body(req)
         try:
             async with asyncio.timeout(total):
-                return await self._exchange(req, content, headers, total)
+                return await self._exchange(req, content, headers, self._httpx_timeout(total, connect_timeout,
+                                                                                        read_timeout))
         except GatewayError:
             raise
         except (TimeoutError, httpx.HTTPError, aiohttp.ClientError, OSError, ValueError) as exc:
@@ -94,8 +100,15 @@ class UpstreamClient:
         # (aiohttp's RequestInfo repr shows them), so they must not ride along as __context__.
         raise error
 
+    def _httpx_timeout(self, total: float, connect: float | None, read: float | None) -> httpx.Timeout:
+        return httpx.Timeout(
+            total,
+            connect=min(connect or self.connect_timeout, total),
+            read=min(read, total) if read else total,
+        )
+
     async def _exchange(
-        self, req: UpstreamRequest, content: bytes | None, headers: dict[str, str], total: float
+        self, req: UpstreamRequest, content: bytes | None, headers: dict[str, str], limits: httpx.Timeout
     ) -> UpstreamResponse:
         request = self._http.build_request(
             req.method,
@@ -103,7 +116,7 @@ class UpstreamClient:
             params=dict(req.params) if req.params else None,
             headers=headers,
             content=content,
-            timeout=httpx.Timeout(total, connect=min(self.connect_timeout, total)),
+            timeout=limits,
         )
         response = await self._http.send(request, stream=True)
         try:
@@ -125,6 +138,7 @@ class UpstreamClient:
         *,
         timeout: float | None = None,  # noqa: ASYNC109
         idle_timeout: float | None = None,
+        connect_timeout: float | None = None,
     ) -> AsyncIterator[UpstreamStream]:
         """Send `req` and hand over the answer as it arrives; leaving the block closes the connection.
 
@@ -140,7 +154,7 @@ class UpstreamClient:
             params=dict(req.params) if req.params else None,
             headers=headers,
             content=content,
-            timeout=httpx.Timeout(total, connect=min(self.connect_timeout, total)),
+            timeout=self._httpx_timeout(total, connect_timeout, idle_timeout),
         )
         try:
             async with asyncio.timeout_at(deadline):
@@ -176,6 +190,8 @@ async def execute(
     *,
     client: UpstreamClient | None,
     timeout: float | None = None,  # noqa: ASYNC109 - see UpstreamClient.send
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
 ) -> StdResponse:
     """Answer `request` through `provider` for `target`: the standard response, or a GatewayError.
 
@@ -188,7 +204,8 @@ async def execute(
     if client is None:
         raise RuntimeError(f"Provider '{provider.name}' needs an UpstreamClient.")
     upstream_request = provider.build_request(target, request)
-    response = await client.send(upstream_request, timeout=timeout)
+    response = await client.send(upstream_request, timeout=timeout, connect_timeout=connect_timeout,
+                                 read_timeout=read_timeout)
     if not 200 <= response.status < 300:
         raise _mapped_error(provider, target, response)
     try:
@@ -253,6 +270,7 @@ async def execute_stream(
     client: UpstreamClient | None,
     timeout: float | None = None,  # noqa: ASYNC109
     idle_timeout: float | None = None,
+    connect_timeout: float | None = None,
 ) -> AsyncIterator[StreamChunk]:
     """Stream `request` through `provider`: standard chunks as the vendor sends them.
 
@@ -270,7 +288,9 @@ async def execute_stream(
     if client is None:
         raise RuntimeError(f"Provider '{provider.name}' needs an UpstreamClient.")
     upstream_request = provider.build_stream_request(target, request)
-    async with client.open_stream(upstream_request, timeout=timeout, idle_timeout=idle_timeout) as upstream:
+    async with client.open_stream(
+        upstream_request, timeout=timeout, idle_timeout=idle_timeout, connect_timeout=connect_timeout
+    ) as upstream:
         if not 200 <= upstream.status < 300:
             raise _mapped_error(provider, target, await upstream.read())
         parser = provider.stream_parser(target, request)

@@ -30,6 +30,13 @@ Mapping (after Cohere's API reference, `cohere-openapi.yaml` in cohere-ai/cohere
   (what the model processed) when present, else `usage.billed_units`.
 - Embeddings: `{model, texts, input_type, embedding_types: ["float"]}` → `embeddings.float`; usage
   from `meta.tokens`, else `meta.billed_units` (input tokens only).
+- Streaming (chat and completions): the same `/v2/chat` body with `stream: true` answers Server-Sent
+  Events typed by their `type` field (and `event:` name): `message-start` (the id), `content-start` /
+  `content-delta` / `content-end` per content item (`delta.message.content.text` is the text; items of
+  another type, such as `thinking`, are left out), `tool-plan-delta`, `tool-call-*`, `citation-*` and
+  `debug` (no text), and `message-end` with `delta.finish_reason` and `delta.usage` (read as for a plain
+  answer). A `message-end` with finish reason ERROR, or an event carrying only a `message` (Cohere's
+  error shape), raises UpstreamError.
 - Errors: Cohere answers `{"id": ..., "message": ...}`. 400/404/413/422/498 (a deny-listed token in
   the request or answer) → 400 UPSTREAM_BAD_REQUEST with the vendor's message; 401/403 → 502
   UPSTREAM_AUTH_FAILED with a fixed message; 429 → 502 UPSTREAM_RATE_LIMITED (with Retry-After if
@@ -42,6 +49,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
+
+import orjson
 
 from providers.base import (
     ChatChoice,
@@ -69,6 +78,7 @@ from providers.base import (
     Usage,
 )
 from providers.common import load_json, retry_after_seconds, safe_vendor_message, vendor_error_message
+from providers.streaming import ChoiceDelta, ChunkParser, SSEEvent, StreamChunk, StreamParser
 
 DEFAULT_API_BASE = "https://api.cohere.com"
 CHAT_PATH = "/v2/chat"
@@ -311,6 +321,60 @@ def error_from_vendor(response: UpstreamResponse, secrets: Secrets) -> GatewayEr
     )
 
 
+# ---------------------------------------------------------------- the stream (pure)
+
+
+class CohereStreamParser(ChunkParser):
+    """v2 chat's event stream → standard chunks: a role chunk at `message-start`, the text of every
+    text `content-delta`, and at `message-end` the finish reason with the final usage."""
+
+    def __init__(self, *, model: str, secrets: Secrets) -> None:
+        super().__init__()
+        self._model = model
+        self._id: str | None = None
+        self._secrets = secrets
+        self._content_types: dict[int, str] = {}
+
+    def _chunk(self, delta: ChoiceDelta, usage: Usage | None = None) -> StreamChunk:
+        return StreamChunk(deltas=[delta], usage=usage, model=self._model, id=self._id)
+
+    def _failed(self, text: str) -> UpstreamError:
+        return UpstreamError(f"The upstream provider failed mid-stream: {safe_vendor_message(text, self._secrets)}")
+
+    def event_chunk(self, event: SSEEvent) -> StreamChunk | None:
+        if event.data.strip() == "[DONE]":
+            return None
+        payload = orjson.loads(event.data)
+        if not isinstance(payload, Mapping):
+            raise TypeError("stream event is not a JSON object")
+        kind = payload.get("type") or (event.event if event.event != "message" else None)
+        if kind is None:
+            if isinstance(payload.get("message"), str):  # Cohere's error body, sent as an event
+                raise self._failed(payload["message"])
+            return None
+        delta = _mapping(payload.get("delta"))
+        content = _mapping(_mapping(delta.get("message")).get("content"))
+        index = int(payload.get("index") or 0)
+        if kind == "message-start":
+            self._id = _optional_str(payload.get("id"))
+            return self._chunk(ChoiceDelta(index=0, role="assistant"))
+        if kind == "content-start":
+            self._content_types[index] = str(content.get("type") or "text")
+            text = str(content.get("text") or "") if self._content_types[index] == "text" else ""
+            return self._chunk(ChoiceDelta(index=0, text=text)) if text else None
+        if kind == "content-delta":
+            if self._content_types.get(index, "text") != "text" or not content.get("text"):
+                return None
+            return self._chunk(ChoiceDelta(index=0, text=str(content["text"])))
+        if kind == "message-end":
+            reason = delta.get("finish_reason")
+            if str(reason).upper() == "ERROR":
+                raise self._failed(str(delta.get("error") or "the generation failed"))
+            usage = usage_from_vendor(delta.get("usage")) if isinstance(delta.get("usage"), Mapping) else None
+            return self._chunk(ChoiceDelta(index=0, finish_reason=finish_reason_from_vendor(reason)), usage=usage)
+        return None  # content-end, tool-plan-delta, tool-call-*, citation-*, debug
+
+
 # ---------------------------------------------------------------- the provider
 
 
@@ -352,6 +416,16 @@ class CohereProvider(Provider):
 
     def map_error(self, target: Target, response: UpstreamResponse) -> GatewayError:
         return error_from_vendor(response, target.secrets)
+
+    supports_streaming: ClassVar[bool] = True
+
+    def build_stream_request(self, target: Target, request: StdRequest) -> UpstreamRequest:
+        plain = self.build_request(target, request)
+        headers = {**plain.headers, "Accept": "text/event-stream"}
+        return UpstreamRequest(method=plain.method, url=plain.url, headers=headers, json={**plain.json, "stream": True})
+
+    def stream_parser(self, target: Target, request: StdRequest) -> StreamParser:
+        return CohereStreamParser(model=target.model, secrets=target.secrets)
 
 
 def _optional_str(value: Any) -> str | None:

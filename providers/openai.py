@@ -26,7 +26,7 @@ instruct/davinci/babbage model): there the prompt goes to the chat API as one us
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -108,11 +108,14 @@ class OpenAISettings:
 # ---------------------------------------------------------------- request mapping (pure)
 
 
-def params_to_vendor(params: CommonParams) -> dict[str, Any]:
-    """CommonParams → OpenAI's body fields; None values are left out, `n` only when not 1."""
+def params_to_vendor(params: CommonParams, *, temperature_scale: float = 1.0) -> dict[str, Any]:
+    """CommonParams → OpenAI's body fields; None values are left out, `n` only when not 1.
+
+    `temperature_scale` is for OpenAI-shaped vendors whose temperature range differs (Mistral's).
+    """
     body: dict[str, Any] = {}
     if params.temperature is not None:
-        body["temperature"] = params.temperature * OpenAIProvider.temperature_scale
+        body["temperature"] = params.temperature * temperature_scale
     optional = {
         "max_tokens": params.max_tokens,
         "stop": list(params.stop) if params.stop else None,
@@ -126,24 +129,29 @@ def params_to_vendor(params: CommonParams) -> dict[str, Any]:
     return body
 
 
-def chat_to_vendor(request: ChatRequest) -> dict[str, Any]:
+def chat_to_vendor(request: ChatRequest, *, temperature_scale: float = 1.0) -> dict[str, Any]:
     messages = [{"role": m.role, "content": m.content} for m in request.messages]
-    return {"messages": messages, **params_to_vendor(request.params)}
+    return {"messages": messages, **params_to_vendor(request.params, temperature_scale=temperature_scale)}
 
 
-def completions_to_vendor(request: CompletionsRequest) -> dict[str, Any]:
-    return {"prompt": request.prompt, **params_to_vendor(request.params)}
+def completions_to_vendor(request: CompletionsRequest, *, temperature_scale: float = 1.0) -> dict[str, Any]:
+    return {"prompt": request.prompt, **params_to_vendor(request.params, temperature_scale=temperature_scale)}
+
+
+def prompt_as_chat(request: CompletionsRequest) -> ChatRequest:
+    """A completions request as a chat request: the prompt as one user message, same params."""
+    return ChatRequest(messages=[ChatMessage(role="user", content=request.prompt)], params=request.params)
 
 
 def embeddings_to_vendor(request: EmbeddingsRequest) -> dict[str, Any]:
     return {"input": list(request.inputs)}
 
 
-def to_vendor_body(request: StdRequest) -> dict[str, Any]:
+def to_vendor_body(request: StdRequest, *, temperature_scale: float = 1.0) -> dict[str, Any]:
     if isinstance(request, ChatRequest):
-        return chat_to_vendor(request)
+        return chat_to_vendor(request, temperature_scale=temperature_scale)
     if isinstance(request, CompletionsRequest):
-        return completions_to_vendor(request)
+        return completions_to_vendor(request, temperature_scale=temperature_scale)
     return embeddings_to_vendor(request)
 
 
@@ -162,17 +170,26 @@ def completions_via_chat(settings: OpenAISettings, model: str) -> bool:
 
 
 def build_upstream_request(
-    settings: OpenAISettings, *, model: str, api_key: str | None, request: StdRequest
+    settings: OpenAISettings,
+    *,
+    model: str,
+    api_key: str | None,
+    request: StdRequest,
+    via_chat: bool | None = None,
 ) -> UpstreamRequest:
-    """The HTTP request for `request`, in OpenAI's or Azure's URL and auth shape."""
+    """The HTTP request for `request`, in OpenAI's or Azure's URL and auth shape.
+
+    `via_chat` says whether a completions request goes to the chat API; None decides by
+    `completions_via_chat` (OpenAI-compatible vendors without a completions API pass True).
+    """
     path = PATHS[request.route_type]
     headers: dict[str, str] = {}
     body = to_vendor_body(request)
-    if isinstance(request, CompletionsRequest) and completions_via_chat(settings, model):
+    if via_chat is None:
+        via_chat = completions_via_chat(settings, model)
+    if isinstance(request, CompletionsRequest) and via_chat:
         path = PATHS[RouteType.CHAT]
-        body = chat_to_vendor(
-            ChatRequest(messages=[ChatMessage(role="user", content=request.prompt)], params=request.params)
-        )
+        body = chat_to_vendor(prompt_as_chat(request))
     if settings.is_azure:
         deployment = quote(settings.deployment_name or "", safe="")
         url = f"{settings.api_base}/openai/deployments/{deployment}/{path}"
@@ -207,13 +224,33 @@ def usage_from_vendor(data: Mapping[str, Any], *, embeddings: bool = False) -> U
     return Usage(input_tokens=prompt, output_tokens=completion, total_tokens=total)
 
 
+def content_text(content: Any) -> str:
+    """A message's (or a delta's) `content` as text.
+
+    A string as is; a list of content parts (what reasoning models on Databricks and other
+    OpenAI-compatible servers answer) → its `text` parts joined, other parts (reasoning, images)
+    left out; None → "".
+    """
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text") or "")
+            for part in content
+            if isinstance(part, Mapping) and part.get("type", "text") == "text"
+        )
+    return str(content)
+
+
 def chat_from_vendor(data: Mapping[str, Any], *, default_model: str) -> ChatResponse:
     choices = [
         ChatChoice(
             index=int(c.get("index", i)),
             message=ChatMessage(
                 role=str(c["message"].get("role") or "assistant"),
-                content=str(c["message"].get("content") or ""),
+                content=content_text(c["message"].get("content")),
             ),
             finish_reason=c.get("finish_reason"),
         )
@@ -233,7 +270,7 @@ def completions_from_vendor(data: Mapping[str, Any], *, default_model: str) -> C
         CompletionChoice(
             index=int(c.get("index", i)),
             # a chat answer when the prompt went through the chat API (see completions_via_chat)
-            text=str(c["text"] if "text" in c else (c["message"].get("content") or "")),
+            text=str(c["text"]) if "text" in c else content_text(c["message"].get("content")),
             finish_reason=c.get("finish_reason"),
         )
         for i, c in enumerate(data["choices"])
@@ -269,8 +306,17 @@ def from_vendor_body(request: StdRequest, data: Any, *, default_model: str) -> S
 # ---------------------------------------------------------------- errors (pure)
 
 
-def error_from_vendor(response: UpstreamResponse, secrets: Secrets) -> GatewayError:
-    """A vendor error answer → the GatewayError callers see (never with a credential in it)."""
+def error_from_vendor(
+    response: UpstreamResponse,
+    secrets: Secrets,
+    *,
+    extract: Callable[[bytes], str | None] = vendor_error_message,
+) -> GatewayError:
+    """A vendor error answer → the GatewayError callers see (never with a credential in it).
+
+    `extract` finds the human message in the body (OpenAI-compatible vendors with their own error
+    shape pass theirs).
+    """
     status = response.status
     if status in (401, 403):
         # OpenAI echoes part of the key in its 401 message: say nothing of what it said.
@@ -278,7 +324,7 @@ def error_from_vendor(response: UpstreamResponse, secrets: Secrets) -> GatewayEr
             "The upstream provider rejected the gateway's credentials for this route.",
             code="UPSTREAM_AUTH_FAILED",
         )
-    message = safe_vendor_message(vendor_error_message(response.body), secrets)
+    message = safe_vendor_message(extract(response.body), secrets)
     if status in _BAD_REQUEST_STATUSES:
         return InvalidRequest(
             f"The upstream provider rejected the request: {message or f'HTTP {status}'}",
@@ -390,20 +436,39 @@ class OpenAIStreamParser(ChunkParser):
         payload = orjson.loads(event.data)
         if not isinstance(payload, Mapping):
             raise TypeError("stream chunk is not a JSON object")
-        if "error" in payload:
-            error = payload["error"] if isinstance(payload["error"], Mapping) else {}
-            message = safe_vendor_message(str(error.get("message") or "stream error"), self._secrets)
+        error = self.error_message(payload)
+        if error is not None:
+            message = safe_vendor_message(error, self._secrets)
             raise UpstreamError(f"The upstream provider failed mid-stream: {message}")
         deltas = []
         for i, choice in enumerate(payload.get("choices") or []):
             delta = choice.get("delta")
-            text = (delta.get("content") or "") if isinstance(delta, Mapping) else str(choice.get("text") or "")
+            text = content_text(delta.get("content")) if isinstance(delta, Mapping) else str(choice.get("text") or "")
             role = delta.get("role") if isinstance(delta, Mapping) else None
             deltas.append(ChoiceDelta(index=int(choice.get("index", i)), text=text, role=role,
-                                      finish_reason=choice.get("finish_reason")))
-        usage = usage_from_vendor(payload) if isinstance(payload.get("usage"), Mapping) else None
-        return StreamChunk(deltas=deltas, usage=usage, model=str(payload.get("model") or self._default_model),
-                           id=payload.get("id"))
+                                      finish_reason=self.finish_reason(choice.get("finish_reason"))))
+        return StreamChunk(deltas=deltas, usage=self.usage_of(payload),
+                           model=str(payload.get("model") or self._default_model), id=payload.get("id"))
+
+    # Hooks for OpenAI-compatible vendors whose streams differ in detail.
+
+    def error_message(self, payload: Mapping[str, Any]) -> str | None:
+        """The vendor's message if `payload` is an error event (`{"error": ...}`), else None."""
+        error = payload.get("error")
+        if error is None:  # absent, or `"error": null` as some compatible servers send
+            return None
+        if isinstance(error, str):
+            return error or "stream error"
+        message = error.get("message") if isinstance(error, Mapping) else None
+        return str(message or "stream error")
+
+    def usage_of(self, payload: Mapping[str, Any]) -> Usage | None:
+        """The usage a chunk carries (OpenAI's `usage`), else None."""
+        return usage_from_vendor(payload) if isinstance(payload.get("usage"), Mapping) else None
+
+    def finish_reason(self, reason: Any) -> str | None:
+        """A chunk's finish_reason in OpenAI's terms (as sent, for OpenAI)."""
+        return None if reason is None else str(reason)
 
 
 def _optional_str(value: Any) -> str | None:

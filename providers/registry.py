@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from providers.ai21labs import AI21LabsProvider
 from providers.anthropic import AnthropicProvider
 from providers.base import Provider, ProviderConfigError
 from providers.bedrock import AmazonBedrockProvider, BedrockProvider
 from providers.cohere import CohereProvider
+from providers.databricks import DatabricksModelServingProvider, DatabricksProvider
 from providers.gemini import GeminiProvider
+from providers.huggingface import HFTextGenerationInferenceServerProvider
+from providers.mistral import MistralProvider
+from providers.mlflow_serving import MlflowModelServingProvider
 from providers.mock import MockProvider
+from providers.mosaicml import MosaicMLProvider
 from providers.openai import OpenAIProvider
+from providers.openai_compatible import (
+    DeepSeekProvider,
+    GroqProvider,
+    OllamaProvider,
+    OpenRouterProvider,
+    TogetherAIProvider,
+    VLLMProvider,
+    XAIProvider,
+)
 
 _PROVIDER_CLASSES: tuple[type[Provider], ...] = (
     OpenAIProvider,
@@ -17,6 +32,20 @@ _PROVIDER_CLASSES: tuple[type[Provider], ...] = (
     GeminiProvider,
     AmazonBedrockProvider,
     BedrockProvider,
+    MistralProvider,
+    DatabricksModelServingProvider,
+    DatabricksProvider,
+    MlflowModelServingProvider,
+    HFTextGenerationInferenceServerProvider,
+    AI21LabsProvider,
+    MosaicMLProvider,
+    GroqProvider,
+    DeepSeekProvider,
+    XAIProvider,
+    OpenRouterProvider,
+    TogetherAIProvider,
+    OllamaProvider,
+    VLLMProvider,
     MockProvider,
 )
 

@@ -11,6 +11,11 @@ Answers are deterministic: `Fake answer to: <last user message>` in one `text` b
 first of `stop_sequences` (stop_reason `stop_sequence`, with `stop_sequence` set), then at
 `max_tokens` tokens (stop_reason `max_tokens`), else stop_reason `end_turn`. Tokens are counted as
 the OpenAI fake counts them; `input_tokens` are those of `system` and every message content.
+Streams (`stream: true`) follow Anthropic's event sequence: `message_start` (with `usage.input_tokens`
+and an initial `output_tokens` of 1), `content_block_start`, a `ping`, one `content_block_delta`
+(`text_delta`) per word, `content_block_stop`, `message_delta` (`stop_reason`, `stop_sequence`, the
+cumulative `usage.output_tokens`), `message_stop`. The `stream-error` fault sends an `error` event
+(`overloaded_error`) after the first text delta.
 Faults: `tests.fake_upstream.faults`, chosen by the queue or a `fault-<spec>` model name.
 """
 
@@ -23,6 +28,7 @@ from aiohttp import web
 
 from tests.fake_upstream.faults import choose_fault, play
 from tests.fake_upstream.openai import TOKEN_PATTERN, count_tokens
+from tests.fake_upstream.sse import sse_frame, words, write_stream
 from tests.fake_upstream.state import FakeState
 
 MODELS = ("claude-3-5-haiku-latest", "claude-sonnet-4-5")
@@ -147,8 +153,8 @@ def validate(body: dict[str, Any]) -> list[dict[str, str]]:
     stops = body.get("stop_sequences")
     if stops is not None and (not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)):
         raise VendorError(400, "stop_sequences: Input should be a valid list of strings")
-    if body.get("stream"):
-        raise VendorError(400, "stream: this fake answers without streaming")
+    if body.get("stream") not in (None, True, False):
+        raise VendorError(400, "stream: Input should be a valid boolean")
     return turns
 
 
@@ -170,11 +176,44 @@ def shape_answer(text: str, body: dict[str, Any]) -> tuple[str, str, str | None]
     return text, "end_turn", None
 
 
-def answer(body: dict[str, Any], turns: list[dict[str, str]]) -> web.Response:
+async def stream_answer(
+    request: web.Request, body: dict[str, Any], text: str, stop_reason: str, stop_sequence: str | None,
+    input_tokens: int,
+) -> web.StreamResponse:
+    """The answer as Anthropic's event stream (stream faults played after the first text delta)."""
+    message = {
+        "id": f"msg_fake{next(_ids):06d}", "type": "message", "role": "assistant", "model": body["model"],
+        "content": [], "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+    }
+    frames = [
+        sse_frame({"type": "message_start", "message": message}, "message_start"),
+        sse_frame({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                  "content_block_start"),
+        sse_frame({"type": "ping"}, "ping"),
+    ]
+    first_text = len(frames)
+    for piece in words(text):
+        frames.append(sse_frame({"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "text_delta", "text": piece}}, "content_block_delta"))
+    frames += [
+        sse_frame({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+        sse_frame({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+                   "usage": {"output_tokens": count_tokens(text)}}, "message_delta"),
+        sse_frame({"type": "message_stop"}, "message_stop"),
+    ]
+    error = sse_frame({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "error")
+    return await write_stream(request, frames, first_text=first_text, error_frame=error,
+                              headers={"request-id": _request_id()})
+
+
+async def answer(request: web.Request, body: dict[str, Any], turns: list[dict[str, str]]) -> web.StreamResponse:
     last_user = next(t["content"] for t in reversed(turns) if t["role"] == "user")
     text, stop_reason, stop_sequence = shape_answer(f"Fake answer to: {last_user}", body)
     system = _text_of(body["system"], "system") if "system" in body else ""
     input_tokens = count_tokens(system) + sum(count_tokens(t["content"]) for t in turns)
+    if body.get("stream"):
+        return await stream_answer(request, body, text, stop_reason, stop_sequence, input_tokens)
     request_id = _request_id()
     return web.json_response(
         {
@@ -219,7 +258,7 @@ def routes(state: FakeState) -> list[web.RouteDef]:
                 return denied
             if not request.headers.get("anthropic-version"):
                 raise VendorError(400, "anthropic-version: header is required")
-            return answer(body, validate(body))
+            return await answer(request, body, validate(body))
         except VendorError as exc:
             return anthropic_error(exc.status, exc.message)
 

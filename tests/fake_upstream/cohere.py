@@ -14,6 +14,11 @@ adds `TEMPLATE_TOKENS` for the prompt template, as Cohere's `tokens` (what the m
 its `billed_units`. Embed answers `embeddings.float` in input order with `meta.billed_units`.
 Validation follows the reference's ranges: temperature 0..1, p 0.01..0.99, k 0..500, penalties
 0..1, at most 5 stop sequences, 1..96 texts; embed needs `input_type` and `embedding_types`.
+
+Chat streams (`stream: true`) as v2 does: SSE events `message-start`, `content-start`, one
+`content-delta` per word, `content-end`, `message-end` (`finish_reason` and `usage`), each with its
+`type` in the data too. The `stream-error` fault ends the stream after the first delta with a
+`message-end` whose finish reason is ERROR, Cohere's way of saying the generation failed.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from aiohttp import web
 
 from tests.fake_upstream.faults import choose_fault, play
 from tests.fake_upstream.openai import TOKEN_PATTERN, count_tokens, fake_embedding
+from tests.fake_upstream.sse import sse_frame, words, write_stream
 from tests.fake_upstream.state import FakeState
 
 TEMPLATE_TOKENS = 7
@@ -44,7 +50,7 @@ ROLES = frozenset({"system", "user", "assistant", "tool"})
 INPUT_TYPES = frozenset({"search_document", "search_query", "classification", "clustering", "image"})
 _ids = itertools.count(1)
 
-Handler = Callable[[dict[str, Any]], web.Response]
+Handler = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
 
 
 class CohereError(Exception):
@@ -94,8 +100,8 @@ def _check_number(body: dict[str, Any], name: str, low: float, high: float) -> N
 
 def _check_chat(body: dict[str, Any]) -> list[dict[str, Any]]:
     _check_fields(body, CHAT_FIELDS, "chat")
-    if body.get("stream"):
-        raise CohereError(400, "invalid request: the fake Cohere does not stream.")
+    if body.get("stream") not in (None, True, False):
+        raise CohereError(400, "invalid request: stream must be a boolean.")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise CohereError(400, "invalid request: messages must contain at least one message.")
@@ -141,26 +147,51 @@ def shape_answer(text: str, body: dict[str, Any]) -> tuple[str, str]:
     return text, "COMPLETE"
 
 
-def chat_answer(body: dict[str, Any]) -> web.Response:
+async def stream_chat(request: web.Request, text: str, finish: str, usage: dict[str, Any]) -> web.StreamResponse:
+    """The answer as v2 chat's event stream (stream faults played after the first content delta)."""
+
+    def event(data: dict[str, Any]) -> bytes:
+        return sse_frame(data, data["type"])
+
+    frames = [
+        event({"id": _id(), "type": "message-start", "delta": {"message": {
+            "role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}}}),
+        event({"type": "content-start", "index": 0, "delta": {"message": {"content": {"type": "text", "text": ""}}}}),
+    ]
+    first_text = len(frames)
+    for piece in words(text):
+        frames.append(event({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": piece}}}}))
+    frames += [
+        event({"type": "content-end", "index": 0}),
+        event({"type": "message-end", "delta": {"finish_reason": finish, "usage": usage}}),
+    ]
+    error = event({"type": "message-end", "delta": {"finish_reason": "ERROR", "error": "internal generation error"}})
+    return await write_stream(request, frames, first_text=first_text, error_frame=error)
+
+
+async def chat_answer(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     messages = _check_chat(body)
     last_user = next((_text(m["content"]) for m in reversed(messages) if m["role"] == "user"), "")
     text, finish = shape_answer(f"Fake Cohere answer to: {last_user}", body)
     prompt = sum(count_tokens(_text(m["content"])) for m in messages)
     output = count_tokens(text)
+    usage = {
+        "billed_units": {"input_tokens": prompt, "output_tokens": output},
+        "tokens": {"input_tokens": prompt + TEMPLATE_TOKENS, "output_tokens": output},
+    }
+    if body.get("stream"):
+        return await stream_chat(request, text, finish, usage)
     return web.json_response(
         {
             "id": _id(),
             "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
             "finish_reason": finish,
-            "usage": {
-                "billed_units": {"input_tokens": prompt, "output_tokens": output},
-                "tokens": {"input_tokens": prompt + TEMPLATE_TOKENS, "output_tokens": output},
-            },
+            "usage": usage,
         }
     )
 
 
-def embed_answer(body: dict[str, Any]) -> web.Response:
+async def embed_answer(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     _check_fields(body, EMBED_FIELDS, "embed")
     texts = body.get("texts")
     if not isinstance(texts, list) or not 1 <= len(texts) <= 96 or not all(isinstance(t, str) for t in texts):
@@ -201,7 +232,7 @@ def cohere_endpoint(state: FakeState, answer: Handler) -> Callable[[web.Request]
                 return denied
             if not isinstance(model, str) or not model:
                 raise CohereError(400, "invalid request: model is required.")
-            return answer(body)
+            return await answer(request, body)
         except CohereError as exc:
             return cohere_error(exc.status, exc.message)
 

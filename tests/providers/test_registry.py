@@ -9,14 +9,18 @@ from providers.registry import get_provider, provider_names
 
 
 def test_known_providers_are_registered_by_name() -> None:
-    assert provider_names() == ["amazon-bedrock", "anthropic", "bedrock", "cohere", "gemini", "mock", "openai"]
+    assert provider_names() == [
+        "ai21labs", "amazon-bedrock", "anthropic", "bedrock", "cohere", "databricks", "databricks-model-serving",
+        "deepseek", "gemini", "groq", "huggingface-text-generation-inference", "mistral", "mlflow-model-serving",
+        "mock", "mosaicml", "ollama", "openai", "openrouter", "togetherai", "vllm", "xai",
+    ]
     assert isinstance(get_provider("openai"), OpenAIProvider)
     assert isinstance(get_provider("mock"), MockProvider)
     assert get_provider("openai") is get_provider("openai")
 
 
 def test_unknown_provider_is_a_config_error_listing_the_known_ones() -> None:
-    with pytest.raises(ProviderConfigError, match=r"Unknown provider 'anthropix'.*mock, openai") as caught:
+    with pytest.raises(ProviderConfigError, match=r"Unknown provider 'anthropix'.*mock, mosaicml, ollama, openai") as caught:
         get_provider("anthropix")
     assert caught.value.status == 400
 
