@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
@@ -189,6 +190,9 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL and env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+# One queue name per deployment (the test suite gives each run its own, so runs sharing a Redis never
+# execute each other's tasks).
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 
 # ---- Serving half
 GATEWAY = {
@@ -205,6 +209,27 @@ GATEWAY = {
     # Public base URL used to build route_url / endpoint_url (empty: from the request).
     "PUBLIC_URL": env.str("GATEWAY_PUBLIC_URL", default=""),
     "PAGE_SIZE": env.int("GATEWAY_PAGE_SIZE", default=50),
+    # ---- Usage pipeline (usage/): see README, "Usage, costs and dashboards".
+    # How often each serving process checks the ModelPrice table for changes (seconds).
+    "PRICE_REFRESH_SECONDS": env.float("GATEWAY_PRICE_REFRESH_SECONDS", default=10.0),
+    # The Redis stream the serving processes append usage events to, and the drain's consumer group.
+    "USAGE_STREAM": env.str("GATEWAY_USAGE_STREAM", default="gateway:usage:events"),
+    "USAGE_STREAM_GROUP": env.str("GATEWAY_USAGE_STREAM_GROUP", default="usage-drain"),
+    # Events per drain batch (one transaction, one acknowledgement).
+    "USAGE_DRAIN_BATCH": env.int("GATEWAY_USAGE_DRAIN_BATCH", default=500),
+    # One drain run stops after this long; the next run continues.
+    "USAGE_DRAIN_MAX_SECONDS": env.float("GATEWAY_USAGE_DRAIN_MAX_SECONDS", default=20.0),
+    # Entries read but not acknowledged for this long (their worker died) are delivered again.
+    # Longer than a batch ever takes to commit.
+    "USAGE_CLAIM_IDLE_SECONDS": env.float("GATEWAY_USAGE_CLAIM_IDLE_SECONDS", default=30.0),
+    # Beat's safety-net drain interval (serving processes also ask for a drain right after appending).
+    "USAGE_DRAIN_SECONDS": env.float("GATEWAY_USAGE_DRAIN_SECONDS", default=10.0),
+    # How often beat rolls events into the hourly and daily aggregates.
+    "USAGE_ROLLUP_MINUTES": env.int("GATEWAY_USAGE_ROLLUP_MINUTES", default=10),
+    # Raw events older than this many days are deleted once rolled up (0: keep for ever); aggregates stay.
+    "USAGE_RETENTION_DAYS": env.int("GATEWAY_USAGE_RETENTION_DAYS", default=90),
+    # A serving process that cannot reach Redis this long writes its buffered events to the database.
+    "USAGE_REDIS_FALLBACK_SECONDS": env.float("GATEWAY_USAGE_REDIS_FALLBACK_SECONDS", default=5.0),
     # Limits: what a Redis outage does ("closed": 503 for every limited call; "open": calls go through
     # unlimited, logged as errors), how long the limiter waits for Redis, where its counters live.
     "LIMITS_FAIL_MODE": env.str("GATEWAY_LIMITS_FAIL_MODE", default="closed"),
@@ -216,6 +241,22 @@ GATEWAY = {
 }
 if GATEWAY["LIMITS_FAIL_MODE"] not in ("closed", "open"):
     raise ImproperlyConfigured("GATEWAY_LIMITS_FAIL_MODE must be 'closed' or 'open'.")
+
+# Celery beat (django-celery-beat copies these into its database schedule at start).
+CELERY_BEAT_SCHEDULE = {
+    "usage-drain": {
+        "task": "usage.drain_stream",
+        "schedule": GATEWAY["USAGE_DRAIN_SECONDS"],
+        "options": {"expires": GATEWAY["USAGE_DRAIN_SECONDS"] * 3},
+    },
+    "usage-rollup": {"task": "usage.rollup", "schedule": GATEWAY["USAGE_ROLLUP_MINUTES"] * 60.0},
+    "usage-prune": {"task": "usage.prune", "schedule": crontab(hour=3, minute=17)},
+}
+
+# Dashboards (usage/): Django auth's login.
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/usage/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 LOGGING = {
     "version": 1,

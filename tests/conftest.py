@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.celery_worker import CeleryWorker, start_celery_worker, usage_pipeline_env
+from tests.celery_worker import cleanup as celery_cleanup
 from tests.gateway_server import GatewayServer, start_gateway_server
 
 
@@ -56,10 +58,30 @@ def make_caller(db: None) -> Callable[..., Caller]:
 
 
 @pytest.fixture(scope="session")
-def gateway_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[GatewayServer]:
-    """The real ASGI server (uvicorn, subprocess) on the test database. Use with `transactional_db`."""
+def usage_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[CeleryWorker | None]:
+    """With REDIS_URL: the real Celery worker draining the session's usage stream into the test
+    database (None without Redis, where the server writes usage to the database itself)."""
+    env = usage_pipeline_env()
+    if not env:
+        yield None
+        return
     with django_db_blocker.unblock():
-        server = start_gateway_server()
+        worker = start_celery_worker(env)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        celery_cleanup(env)
+
+
+@pytest.fixture(scope="session")
+def gateway_server(django_db_setup: None, django_db_blocker: Any,
+                   usage_worker: CeleryWorker | None) -> Iterator[GatewayServer]:
+    """The real ASGI server (uvicorn, subprocess) on the test database. Use with `transactional_db`.
+
+    With REDIS_URL it records usage on the session's Redis stream, which `usage_worker` drains."""
+    with django_db_blocker.unblock():
+        server = start_gateway_server(usage_pipeline_env())
     try:
         yield server
     finally:

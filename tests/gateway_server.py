@@ -82,6 +82,7 @@ def start_gateway_server(extra_env: dict[str, str] | None = None, *, workers: in
         "DJANGO_SETTINGS_MODULE": "gatewaysite.settings",
         "GATEWAY_SNAPSHOT_POLL_SECONDS": "0.2",
         "GATEWAY_USAGE_FLUSH_SECONDS": "0.1",
+        "GATEWAY_PRICE_REFRESH_SECONDS": "0.2",
         "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": "2",
         "GATEWAY_LIMITS_KEY_PREFIX": LIMITS_KEY_PREFIX,
         "PYTHONUNBUFFERED": "1",

@@ -1,10 +1,23 @@
-"""The usage event as plain data: what the serving half hands to the recorder for every call."""
+"""The usage event as plain data: what the serving half hands to the recorder for every call.
+
+It crosses a process boundary on the Redis stream, so it has a wire form (`to_wire` / `from_wire`):
+versioned JSON where money travels as decimal strings (never floats) and unknown fields are ignored,
+so a drain worker and serving processes of neighbouring releases understand each other.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
+
+import orjson
+
+WIRE_VERSION = 1
+
+_DECIMAL_FIELDS = ("input_price_per_mtok", "output_price_per_mtok", "cost_usd")
 
 
 @dataclass(slots=True)
@@ -17,6 +30,7 @@ class UsageEventData:
     route_id: int | None = None
     route_name: str = ""
     route_type: str = ""
+    # The target that served the call (the provider and model actually called).
     provider: str = ""
     model: str = ""
     consumer_id: int | None = None
@@ -30,6 +44,48 @@ class UsageEventData:
     total_tokens: int = 0
     tokens_estimated: bool = False
     latency_ms: float = 0.0
+    stream: bool = False
+    # Time to first token of a streamed answer (None for a non-streamed call).
+    ttft_ms: float | None = None
+    # Set by the recorder from the price table (usage.pricing) at record time: the price in effect at
+    # `created_at` (None when no price is known) and the cost, which is Decimal("0") without a price.
+    # cost_usd None means "not priced yet"; whoever writes the event prices it then.
+    price_id: int | None = None
+    input_price_per_mtok: Decimal | None = None
+    output_price_per_mtok: Decimal | None = None
+    cost_usd: Decimal | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def to_wire(self) -> bytes:
+        """The event as compact JSON for the stream (decimals as strings, datetimes as ISO 8601)."""
+        data = self.as_dict()
+        for name in _DECIMAL_FIELDS:
+            if data[name] is not None:
+                data[name] = str(data[name])
+        data["v"] = WIRE_VERSION
+        return orjson.dumps(data)
+
+    @classmethod
+    def from_wire(cls, raw: bytes | str) -> UsageEventData:
+        """Parse `to_wire` output; ValueError (with the reason) if it is not a usable event."""
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        try:
+            kwargs["created_at"] = datetime.fromisoformat(kwargs["created_at"])
+            for name in _DECIMAL_FIELDS:
+                if kwargs.get(name) is not None:
+                    kwargs[name] = Decimal(str(kwargs[name]))
+            event = cls(**kwargs)
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise ValueError(f"not a usage event: {exc!r}") from None
+        if not event.request_id or not isinstance(event.request_id, str) or event.created_at.tzinfo is None:
+            raise ValueError("a usage event needs a request_id and an aware created_at")
+        return event

@@ -1,4 +1,9 @@
-"""What the serving half may call in usage: recording usage, and reserving and settling limits."""
+"""What the serving half and the workers may call in usage: writing usage events, and reserving and
+settling limits.
+
+Draining the usage stream lives in `drain.py`, roll-ups and retention in `rollup.py`, reports in
+`reports.py`, prices in `pricing.py`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from django.db import transaction
+from django.db.models import CharField
 
 from providers.base import StdRequest, Usage
 
+from . import pricing
 from .events import UsageEventData
 from .limits import services as limits_services
 from .limits.enforce import RELEASE, Limiter, LimiterUnavailable, LimitExceeded, ModelNotPriced, Reservation
@@ -22,19 +30,51 @@ from .models import UsageEvent
 # Re-exported for the serving half, which reaches usage only through this module.
 __all__ = [
     "RELEASE", "Caller", "LimitExceeded", "Limiter", "LimiterUnavailable", "LimitsTable", "ModelNotPriced",
-    "Reservation", "limiter_build", "limits_reserve", "limits_settle", "limits_table_load", "usage_events_write",
+    "Reservation", "limiter_build", "limits_reserve", "limits_settle", "limits_table_load", "usage_event_row",
+    "usage_events_write",
 ]
 
 logger = logging.getLogger(__name__)
 
 
+_MAX_LENGTHS: dict[str, int] = {
+    f.name: int(f.max_length) for f in UsageEvent._meta.concrete_fields if isinstance(f, CharField) and f.max_length
+}
+PRICE_QUANTUM = Decimal("0.000001")  # the price columns' decimal places
+_COLUMNS = frozenset(f.name for f in UsageEvent._meta.concrete_fields) - {"id", "ingested_at", "rolled_up"}
+
+
+def usage_event_row(event: UsageEventData) -> UsageEvent:
+    """The model row for an event (unpriced events are priced here; over-long names are cut, not refused)."""
+    if event.cost_usd is None:
+        pricing.event_price(event, pricing.price_table_ensure())
+    values: dict[str, Any] = {k: v for k, v in event.as_dict().items() if k in _COLUMNS}
+    # Exactly what the columns hold (SQLite would otherwise keep extra digits that sums then show).
+    values["cost_usd"] = Decimal(values["cost_usd"]).quantize(pricing.COST_QUANTUM, rounding=ROUND_HALF_EVEN)
+    for name in ("input_price_per_mtok", "output_price_per_mtok"):
+        if values.get(name) is not None:
+            values[name] = Decimal(values[name]).quantize(PRICE_QUANTUM, rounding=ROUND_HALF_EVEN)
+    for name, limit in _MAX_LENGTHS.items():
+        value = values.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            values[name] = value[:limit]
+    return UsageEvent(**values)
+
+
 def usage_events_write(*, events: Sequence[UsageEventData]) -> int:
-    """Insert a batch of usage events (idempotent by request id) and stamp the keys' last use."""
+    """Insert a batch of usage events in one transaction and stamp the keys' last use.
+
+    Idempotent by request id: an event already stored is skipped, so a redelivered batch counts once.
+    Returns the number of events handed in (inserted or already present). When it returns, the batch
+    is committed.
+    """
     if not events:
         return 0
     from routes.models import ApiKey  # usage depends on routes' models, never on their services
 
-    rows = [UsageEvent(**e.as_dict()) for e in events]
+    if any(e.cost_usd is None for e in events):
+        pricing.prices_refresh_if_changed()
+    rows = [usage_event_row(e) for e in events]
     with transaction.atomic():
         UsageEvent.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
     last_used: dict[int, datetime] = {}

@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from providers.base import GatewayError, RouteType
 from providers.client import UpstreamClient
-from usage.recorder import UsageRecorder
+from usage.recorder import usage_recorder_build
 from usage.services import limiter_build
 
 from ..errors import NotFound
@@ -90,7 +90,8 @@ def build_state() -> ServingState:
     return ServingState(
         snapshot=SnapshotHolder(redis_url=settings.REDIS_URL, poll_seconds=cfg["SNAPSHOT_POLL_SECONDS"]),
         client=UpstreamClient(connect_timeout=cfg["UPSTREAM_CONNECT_TIMEOUT_SECONDS"]),
-        recorder=UsageRecorder(run_sync=run_orm, flush_seconds=cfg["USAGE_FLUSH_SECONDS"]),
+        # The Redis stream with REDIS_URL, else batched database writes (the embedded demo).
+        recorder=usage_recorder_build(run_sync=run_orm),
         max_body_bytes=cfg["MAX_BODY_BYTES"],
         upstream_timeout=cfg["UPSTREAM_TIMEOUT_SECONDS"],
         limiter=limiter_build(),
