@@ -203,6 +203,8 @@ GATEWAY = {
     "SNAPSHOT_POLL_SECONDS": env.float("GATEWAY_SNAPSHOT_POLL_SECONDS", default=1.0),
     # Default total upstream timeout (seconds) for a route that sets none.
     "UPSTREAM_TIMEOUT_SECONDS": env.float("GATEWAY_UPSTREAM_TIMEOUT_SECONDS", default=60.0),
+    # A streamed answer may take this long in all; UPSTREAM_TIMEOUT_SECONDS bounds each wait for a chunk.
+    "STREAM_TIMEOUT_SECONDS": env.float("GATEWAY_STREAM_TIMEOUT_SECONDS", default=600.0),
     "UPSTREAM_CONNECT_TIMEOUT_SECONDS": env.float("GATEWAY_UPSTREAM_CONNECT_TIMEOUT_SECONDS", default=10.0),
     # Usage records are written in batches by a background task every this many seconds.
     "USAGE_FLUSH_SECONDS": env.float("GATEWAY_USAGE_FLUSH_SECONDS", default=0.5),

@@ -25,7 +25,17 @@ from .admin_forms import (
     RouteAdminForm,
     masked_field_names,
 )
-from .models import ApiKey, AuditEntry, Consumer, ProviderCredential, Route, RouteGrant, Team
+from .models import (
+    ApiKey,
+    AuditEntry,
+    Consumer,
+    ProviderCredential,
+    Route,
+    RouteFallback,
+    RouteGrant,
+    RouteSplit,
+    Team,
+)
 from .route_test import route_test
 
 EXAMPLE_TEXT = "Hello!"
@@ -117,10 +127,40 @@ class RouteGrantInline(admin.TabularInline):
         return super().get_queryset(request).select_related("team", "consumer__team")
 
 
+class RouteFallbackInline(admin.TabularInline):
+    model = RouteFallback
+    fk_name = "route"
+    extra = 0
+    autocomplete_fields = ["fallback"]
+    fields = ["position", "fallback"]
+    verbose_name = "fallback (tried in order when this route fails after its retries)"
+    verbose_name_plural = "fallbacks (tried in order when this route fails after its retries)"
+
+
+class RouteSplitInline(admin.TabularInline):
+    model = RouteSplit
+    fk_name = "route"
+    extra = 0
+    autocomplete_fields = ["target"]
+    fields = ["target", "weight"]
+    verbose_name = "traffic split target"
+    verbose_name_plural = "traffic split (this route keeps its own 'split weight'; each target takes its weight)"
+
+
 @admin.register(Route)
 class RouteAdmin(admin.ModelAdmin):
     form = RouteAdminForm
-    inlines = [CredentialInline, RouteGrantInline]
+    inlines = [CredentialInline, RouteGrantInline, RouteFallbackInline, RouteSplitInline]
+    fieldsets = [
+        (None, {"fields": ["name", "route_type", "provider", "model_name", "config", "enabled", "description"]}),
+        ("Access and requests", {"fields": ["production_only", "max_candidates", "default_max_tokens"]}),
+        ("Resilience", {
+            "fields": ["connect_timeout_seconds", "read_timeout_seconds", "total_timeout_seconds", "max_retries",
+                       "split_weight"],
+            "description": "Blank timeouts use the GATEWAY_UPSTREAM_* defaults. Retries cover connection errors, "
+                           "429 and 5xx; then the fallbacks below are tried in order.",
+        }),
+    ]
     list_display = ["name", "route_type", "provider", "model_name", "enabled", "production_only", "environments",
                     "updated_at"]
     list_filter = ["route_type", "provider", "enabled", "production_only"]

@@ -31,7 +31,8 @@ class RouteAdminForm(forms.ModelForm):
     class Meta:
         model = Route
         fields = ["name", "route_type", "provider", "model_name", "config", "enabled", "production_only",
-                  "default_max_tokens", "description"]
+                  "default_max_tokens", "max_candidates", "description", "connect_timeout_seconds",
+                  "read_timeout_seconds", "total_timeout_seconds", "max_retries", "split_weight"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -116,6 +117,25 @@ class Route(models.Model):
             "limits reserve. Blank: GATEWAY_DEFAULT_MAX_TOKENS when a token or money limit applies, else no cap."
         ),
     )
+    # Resilience (blank: the GATEWAY_UPSTREAM_* defaults).
+    connect_timeout_seconds = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.1)], help_text="Connect timeout (s)."
+    )
+    read_timeout_seconds = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.1)],
+        help_text="Longest wait for the answer, or for each chunk of a stream (s).",
+    )
+    total_timeout_seconds = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.1)],
+        help_text="Longest a whole call may take, streams included (s).",
+    )
+    max_retries = models.PositiveSmallIntegerField(
+        default=2, validators=[MaxValueValidator(10)],
+        help_text="Retries on connection errors, 429 and 5xx, with exponential backoff and jitter.",
+    )
+    split_weight = models.PositiveIntegerField(
+        default=100, help_text="This route's own share when traffic is split over other targets below."
+    )
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -125,6 +145,52 @@ class Route(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class RouteFallback(models.Model):
+    """A route of the same type tried, in order, when the route fails after its retries."""
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="fallbacks")
+    fallback = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="fallback_for")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["route", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["route", "fallback"], name="one_fallback_entry_per_route")]
+
+    def __str__(self) -> str:
+        return f"{self.route.name} → {self.fallback.name} (#{self.position})"
+
+    def clean(self) -> None:
+        same_type_other_route(self.route_id, self.fallback_id, "fallback")
+
+
+class RouteSplit(models.Model):
+    """Another route (same type) that takes a weighted share of this route's traffic."""
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="splits")
+    target = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="split_for")
+    weight = models.PositiveIntegerField(default=100)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["route", "target"], name="one_split_entry_per_route")]
+
+    def __str__(self) -> str:
+        return f"{self.route.name} → {self.target.name} (weight {self.weight})"
+
+    def clean(self) -> None:
+        same_type_other_route(self.route_id, self.target_id, "split target")
+
+
+def same_type_other_route(route_id: int | None, other_id: int | None, what: str) -> None:
+    """A fallback or split target must be another route of the same type."""
+    if route_id is None or other_id is None:
+        return
+    if route_id == other_id:
+        raise ValidationError(f"A route cannot be its own {what}.")
+    types = dict(Route.objects.filter(pk__in=[route_id, other_id]).values_list("pk", "route_type"))
+    if types.get(route_id) != types.get(other_id):
+        raise ValidationError(f"The {what} must be a route of the same type ({types.get(route_id)}).")
 
 
 class ProviderCredential(models.Model):

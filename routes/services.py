@@ -15,8 +15,19 @@ from providers.base import ProviderConfigError, RouteType
 from providers.registry import get_provider
 
 from .errors import AlreadyExists, InvalidRequest
+from .invalidation import config_version_bump
 from .keys import generate_key
-from .models import NAME_VALIDATOR, ApiKey, Consumer, Environment, ProviderCredential, Route, RouteGrant, Team
+from .models import (
+    NAME_VALIDATOR,
+    ApiKey,
+    Consumer,
+    Environment,
+    ProviderCredential,
+    Route,
+    RouteFallback,
+    RouteGrant,
+    Team,
+)
 
 
 def _validate_name(name: str, what: str) -> None:
@@ -30,7 +41,12 @@ def _validate_name(name: str, what: str) -> None:
 
 def provider_config_split(*, provider: str, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """Split a provider config (MLflow's keys) into its non-secret part and its secret fields."""
-    secret_fields = set(get_provider(provider).secret_fields)
+    vendor = get_provider(provider)
+    try:
+        config = vendor.normalize_config(config)
+    except ProviderConfigError as exc:
+        raise InvalidRequest(exc.message) from None
+    secret_fields = set(vendor.secret_fields)
     plain = {k: v for k, v in config.items() if k not in secret_fields}
     secrets: dict[str, str] = {}
     for k, v in config.items():
@@ -69,6 +85,8 @@ def route_create(
     description: str = "",
     production_only: bool = False,
     default_max_tokens: int | None = None,
+    max_retries: int = 2,
+    timeouts: RouteTimeouts | None = None,
 ) -> Route:
     """Create a route from MLflow-style config; secret fields go to an encrypted credential."""
     _validate_name(name, "route")
@@ -76,6 +94,9 @@ def route_create(
         raise InvalidRequest("The model name is required.")
     if not 1 <= max_candidates <= 128:
         raise InvalidRequest("max_candidates must be from 1 to 128.")
+    if not 0 <= max_retries <= 10:
+        raise InvalidRequest("max_retries must be from 0 to 10.")
+    timeouts = timeouts or RouteTimeouts()
     plain, secrets = provider_config_split(provider=provider, config=dict(config or {}))
     route_validate(route_type=route_type, provider=provider, config=plain, secrets=secrets)
     if Route.objects.filter(name=name).exists():
@@ -86,12 +107,29 @@ def route_create(
                 name=name, route_type=route_type, provider=provider, model_name=model_name,
                 config=plain, enabled=enabled, max_candidates=max_candidates, description=description,
                 production_only=production_only, default_max_tokens=default_max_tokens,
+                max_retries=max_retries, connect_timeout_seconds=timeouts.connect,
+                read_timeout_seconds=timeouts.read, total_timeout_seconds=timeouts.total,
             )
     except IntegrityError:
         raise AlreadyExists(f"Route '{name}' already exists.") from None
     if secrets:
         ProviderCredential.objects.create(route=route, environment=environment, secrets=secrets)
     return route
+
+
+def route_fallbacks_set(*, route: Route, fallbacks: Iterable[Route]) -> None:
+    """Replace the route's fallbacks with `fallbacks`, tried in this order (same route type only)."""
+    fallbacks = list(fallbacks)
+    for fallback in fallbacks:
+        if fallback.pk == route.pk or fallback.route_type != route.route_type:
+            raise InvalidRequest(f"Fallback '{fallback.name}' must be another {route.route_type} route.")
+    with transaction.atomic():
+        RouteFallback.objects.filter(route=route).delete()
+        RouteFallback.objects.bulk_create(
+            RouteFallback(route=route, fallback=f, position=i) for i, f in enumerate(fallbacks)
+        )
+    # bulk writes send no signals: move the config version ourselves
+    transaction.on_commit(config_version_bump)
 
 
 def route_delete(*, route: Route) -> None:
@@ -133,6 +171,15 @@ def consumer_get_or_create(
         consumer.kind, consumer.environment = kind, environment
         consumer.save(update_fields=["kind", "environment"])
     return consumer
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTimeouts:
+    """Per-route upstream timeouts in seconds; None uses the GATEWAY_UPSTREAM_* default."""
+
+    connect: float | None = None
+    read: float | None = None
+    total: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

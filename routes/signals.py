@@ -10,7 +10,16 @@ from django.db.models.signals import post_delete, post_save
 from . import models
 from .invalidation import config_version_bump
 
-_WATCHED = (models.Route, models.ProviderCredential, models.RouteGrant, models.ApiKey, models.Consumer, models.Team)
+_WATCHED = (
+    models.Route,
+    models.RouteFallback,
+    models.RouteSplit,
+    models.ProviderCredential,
+    models.RouteGrant,
+    models.ApiKey,
+    models.Consumer,
+    models.Team,
+)
 
 
 def _on_change(sender: Any, **kwargs: Any) -> None:

@@ -7,6 +7,7 @@ the route/key snapshot and its refresher, the usage recorder.
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from usage.services import limiter_build
 
 from ..errors import NotFound
 from .deployments import DeploymentsFamily
+from .dispatch import Defaults, Dispatcher
 from .mlflow_gateway import MlflowGatewayFamily
 from .openai_api import OpenAIFamily, model_object, models_visible, route_name_from_body
 from .orm import run_orm
@@ -87,14 +89,17 @@ async def not_found(request: Request, exc: Exception) -> Response:
 
 def build_state() -> ServingState:
     cfg: dict[str, Any] = settings.GATEWAY
+    client = UpstreamClient(connect_timeout=cfg["UPSTREAM_CONNECT_TIMEOUT_SECONDS"])
+    defaults = Defaults(connect=cfg["UPSTREAM_CONNECT_TIMEOUT_SECONDS"], read=cfg["UPSTREAM_TIMEOUT_SECONDS"],
+                        total=cfg["UPSTREAM_TIMEOUT_SECONDS"], stream_total=cfg["STREAM_TIMEOUT_SECONDS"])
     return ServingState(
         snapshot=SnapshotHolder(redis_url=settings.REDIS_URL, poll_seconds=cfg["SNAPSHOT_POLL_SECONDS"]),
-        client=UpstreamClient(connect_timeout=cfg["UPSTREAM_CONNECT_TIMEOUT_SECONDS"]),
+        client=client,
         # The Redis stream with REDIS_URL, else batched database writes (the embedded demo).
         recorder=usage_recorder_build(run_sync=run_orm),
         max_body_bytes=cfg["MAX_BODY_BYTES"],
-        upstream_timeout=cfg["UPSTREAM_TIMEOUT_SECONDS"],
         limiter=limiter_build(),
+        dispatcher=Dispatcher(client=client, defaults=defaults, rng=random.Random()),
     )
 
 

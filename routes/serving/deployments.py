@@ -7,8 +7,9 @@ from typing import Any
 
 from providers.base import GatewayError, StdRequest, StdResponse
 
-from .openai_shapes import parse_openai_body, render_openai
+from .openai_shapes import openai_stream_renderer, parse_openai_body, render_openai
 from .snapshot import RouteEntry
+from .streaming import OpenAIStreamRenderer
 
 
 class DeploymentsFamily:
@@ -19,6 +20,9 @@ class DeploymentsFamily:
 
     def parse(self, route: RouteEntry, body: dict[str, Any]) -> StdRequest:
         return parse_openai_body(route, body)
+
+    def stream_renderer(self, route: RouteEntry, body: dict[str, Any]) -> OpenAIStreamRenderer | None:
+        return openai_stream_renderer(route, body, model=route.model)
 
     def render(self, route: RouteEntry, body: dict[str, Any], response: StdResponse) -> dict[str, Any]:
         return render_openai(response, model=response.model, body=body)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from providers.base import GatewayError, InvalidRequest, StdRequest, StdResponse
 
 from .snapshot import RouteEntry
+
+if TYPE_CHECKING:
+    from .streaming import OpenAIStreamRenderer
 
 # Fields through which a caller could try to redirect a call or supply credentials. The upstream URL
 # and credentials come only from the route.
@@ -39,3 +42,7 @@ class Family(Protocol):
     def parse(self, route: RouteEntry, body: dict[str, Any]) -> StdRequest: ...
 
     def render(self, route: RouteEntry, body: dict[str, Any], response: StdResponse) -> dict[str, Any]: ...
+
+    def stream_renderer(self, route: RouteEntry, body: dict[str, Any]) -> OpenAIStreamRenderer | None:
+        """The renderer for a streamed answer, or None when `body` (already parsed) asks for none."""
+        ...

@@ -125,6 +125,9 @@ class MlflowGatewayFamily:
             raise InvalidRequest("Invalid request: text: must not be empty")
         return EmbeddingsRequest(inputs=inputs)
 
+    def stream_renderer(self, route: RouteEntry, body: dict[str, Any]) -> None:
+        return None  # the 2.5 route API has no streaming
+
     def render(self, route: RouteEntry, body: dict[str, Any], response: StdResponse) -> dict[str, Any]:
         usage = response.usage
         metadata = {

@@ -12,8 +12,9 @@ from typing import Any
 from providers.base import GatewayError, InvalidRequest, RouteType, StdRequest, StdResponse
 
 from ..principal import Principal
-from .openai_shapes import parse_openai_body, render_openai
+from .openai_shapes import openai_stream_renderer, parse_openai_body, render_openai
 from .snapshot import RouteEntry, Snapshot
+from .streaming import OpenAIStreamRenderer
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -56,6 +57,9 @@ class OpenAIFamily:
                 code="ROUTE_TYPE_MISMATCH",
             )
         return parse_openai_body(route, body)
+
+    def stream_renderer(self, route: RouteEntry, body: dict[str, Any]) -> OpenAIStreamRenderer | None:
+        return openai_stream_renderer(route, body, model=route.name)
 
     def render(self, route: RouteEntry, body: dict[str, Any], response: StdResponse) -> dict[str, Any]:
         return render_openai(response, model=route.name, body=body)

@@ -29,11 +29,14 @@ from providers.base import (
     RouteType,
     StdRequest,
     StdResponse,
+    Usage,
 )
+from providers.streaming import StreamChunk
 
 from .family import reject_redirect_fields
 from .mlflow_gateway import check_route_type, validation_message
 from .snapshot import RouteEntry
+from .streaming import OpenAIStreamRenderer
 
 
 class _Body(BaseModel):
@@ -41,6 +44,11 @@ class _Body(BaseModel):
 
     model: str | None = None  # the route name on /v1; accepted and ignored on /endpoints
     user: str | None = None  # OpenAI's end-user id: accepted, not forwarded
+
+
+class _StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    include_usage: bool = False
 
 
 class _Sampling(_Body):
@@ -52,10 +60,11 @@ class _Sampling(_Body):
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     stream: bool = False
+    stream_options: _StreamOptions | None = None
 
     def params(self, route: RouteEntry) -> CommonParams:
-        if self.stream:
-            raise InvalidRequest("Streaming (stream: true) is not available on this gateway yet.")
+        if self.stream_options is not None and not self.stream:
+            raise InvalidRequest("stream_options: only allowed with stream: true.")
         if self.n > route.max_candidates:
             raise InvalidRequest(f"n: at most {route.max_candidates} for route '{route.name}' (got {self.n}).")
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
@@ -185,3 +194,50 @@ def render_openai(response: StdResponse, *, model: str, body: dict[str, Any]) ->
         ],
         "usage": _usage(response),
     }
+
+
+def render_openai_chunk(chunk: StreamChunk, *, model: str, chat: bool, stream_id: str, created: int) -> dict[str, Any]:
+    """One streamed chunk in OpenAI's chunk shape (`chat.completion.chunk` / `text_completion`)."""
+    if chat:
+        choices = []
+        for d in chunk.deltas:
+            delta: dict[str, Any] = {}
+            if d.role:
+                delta["role"] = d.role
+            if d.text or d.role:
+                delta["content"] = d.text
+            choices.append({"index": d.index, "delta": delta, "finish_reason": d.finish_reason})
+        obj = "chat.completion.chunk"
+    else:
+        choices = [
+            {"index": d.index, "text": d.text, "finish_reason": d.finish_reason, "logprobs": None}
+            for d in chunk.deltas
+        ]
+        obj = "text_completion"
+    return {"id": stream_id, "object": obj, "created": created, "model": model, "choices": choices}
+
+
+def render_openai_usage_chunk(usage: Usage, *, model: str, chat: bool, stream_id: str, created: int) -> dict[str, Any]:
+    """The final chunk OpenAI sends when `stream_options.include_usage` is set: no choices, the usage."""
+    return {
+        "id": stream_id,
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": {
+            "prompt_tokens": usage.input_tokens or 0,
+            "completion_tokens": usage.output_tokens or 0,
+            "total_tokens": usage.total_tokens or 0,
+        },
+    }
+
+
+def openai_stream_renderer(route: RouteEntry, body: dict[str, Any], *, model: str) -> OpenAIStreamRenderer | None:
+    """For a parsed OpenAI-shaped body: a renderer when it asks for `stream: true`."""
+    if body.get("stream") is not True:
+        return None
+    if route.route_type is RouteType.EMBEDDINGS:
+        raise InvalidRequest("Embeddings do not stream.")
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    return OpenAIStreamRenderer(model=model, chat=route.route_type is RouteType.CHAT, include_usage=include_usage)

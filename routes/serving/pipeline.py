@@ -5,6 +5,7 @@ No ORM query here: keys and routes come from the snapshot, usage goes to the rec
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -15,19 +16,21 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
-from providers.base import GatewayError, InvalidRequest, StdResponse
-from providers.client import UpstreamClient, execute
+from providers.base import GatewayError, InvalidRequest, StdRequest, Target, Usage
+from providers.client import UpstreamClient
 from usage.events import UsageEventData
 from usage.recorder import UsageRecorder
-from usage.services import RELEASE, Caller, Limiter, LimitExceeded, limits_reserve, limits_settle
+from usage.services import RELEASE, Caller, Limiter, LimitExceeded, Reservation, limits_reserve, limits_settle
 
 from ..errors import NotFound, PermissionDenied, Unauthenticated
 from ..keys import hash_key, parse_bearer
 from ..principal import Principal
+from .dispatch import Dispatcher
 from .family import Family
 from .snapshot import RouteEntry, SnapshotHolder
+from .streaming import OpenAIStreamRenderer, StreamTally, stream_body
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +51,8 @@ class ServingState:
     client: UpstreamClient
     recorder: UsageRecorder
     max_body_bytes: int
-    upstream_timeout: float
     limiter: Limiter
+    dispatcher: Dispatcher
 
 
 class JSONResponse(Response):
@@ -104,6 +107,60 @@ def resolve_route(state: ServingState, principal: Principal, name: str) -> Route
     return route
 
 
+_settling: set[asyncio.Task[None]] = set()
+
+
+def settle_later(state: ServingState, reservation: Reservation | None, usage: Usage | None) -> None:
+    """Settle a reservation from sync code running on the event loop (the stream's end callback)."""
+    if reservation is None:
+        return
+    task = asyncio.get_running_loop().create_task(
+        limits_settle(limiter=state.limiter, reservation=reservation, usage=usage)
+    )
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
+
+
+async def open_stream(
+    state: ServingState,
+    family: Family,
+    route: RouteEntry,
+    target: Target,
+    std_request: StdRequest,
+    renderer: OpenAIStreamRenderer,
+    event: UsageEventData,
+    started: float,
+    reservation: Reservation | None = None,
+) -> Response:
+    """Start the vendor's stream (retrying and failing over until its first chunk); a failure before
+    the first chunk raises (a plain error response)."""
+    (first, chunks), served = await state.dispatcher.open_stream(
+        state.snapshot.current, route, event.environment, std_request
+    )
+    event.provider, event.model = served.target.provider, served.target.model
+    tally = StreamTally(request=std_request, started=started)
+
+    def on_end(tally: StreamTally, error: GatewayError | None, abandoned: bool) -> None:
+        usage = tally.usage()
+        event.input_tokens, event.output_tokens = usage.input_tokens or 0, usage.output_tokens or 0
+        event.total_tokens = event.input_tokens + event.output_tokens
+        event.tokens_estimated = usage.estimated
+        event.ttft_ms = tally.ttft_ms
+        if error is not None:
+            event.status_code, event.error_code = error.status, error.code
+        elif abandoned:
+            event.status_code, event.error_code = 499, "CLIENT_CLOSED_REQUEST"
+        event.latency_ms = (time.perf_counter() - started) * 1000.0
+        state.recorder.record(event)
+        # Limits: settle to the tokens actually produced (counted from what was sent if the vendor
+        # sent no usage), whether the stream finished, failed or the client went away.
+        settle_later(state, reservation, RELEASE if error is not None and tally.first_chunk_at is None else usage)
+
+    body = stream_body(first, chunks, tally=tally, renderer=renderer, error_body=family.error_body, on_end=on_end)
+    return StreamingResponse(body, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
 async def serve_query(
     state: ServingState,
     request: Request,
@@ -132,6 +189,7 @@ async def serve_query(
         event.route_id, event.route_type = route.id, route.route_type.value
         event.provider, event.model = target.provider, target.model
         std_request = family.parse(route, body)
+        renderer = family.stream_renderer(route, body)
         # Limits: every applicable one is checked and charged before the upstream is called (429 / 503).
         caller = Caller(route_id=route.id, route_name=route.name, consumer_id=principal.consumer_id,
                         consumer_name=principal.consumer_name, team_id=principal.team_id,
@@ -141,15 +199,23 @@ async def serve_query(
                                            route_max_tokens=route.default_max_tokens)
         rate_headers = reservation.headers if reservation is not None else {}
         try:
-            std_response: StdResponse = await execute(
-                route.provider, target, std_request, client=state.client, timeout=state.upstream_timeout
+            if renderer is not None:
+                event.stream = True
+                streamed = await open_stream(state, family, route, target, std_request, renderer, event, started,
+                                             reservation)
+                streamed.headers["X-Request-Id"] = event.request_id
+                streamed.headers.update(rate_headers)
+                return streamed  # recorded (and the reservation settled) when the stream ends
+            std_response, served = await state.dispatcher.call(
+                state.snapshot.current, route, principal.environment, std_request
             )
+            event.provider, event.model = served.target.provider, served.target.model  # who answered
         except Exception:
             await limits_settle(limiter=state.limiter, reservation=reservation, usage=RELEASE)
             raise
         except BaseException:
             # Cancelled mid-call (client abort, shutdown): what the vendor produced is unknown, and it
-            # was asked, so the reservation stays charged whole. (A stream settles to what it sent.)
+            # was asked, so the reservation stays charged whole.
             await limits_settle(limiter=state.limiter, reservation=reservation, usage=None)
             raise
         await limits_settle(limiter=state.limiter, reservation=reservation, usage=std_response.usage)

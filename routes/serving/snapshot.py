@@ -24,7 +24,7 @@ from usage.services import LimitsTable, limits_table_load
 from .. import selectors
 from ..environments import for_environment
 from ..invalidation import REDIS_VERSION_KEY, config_version_from_db
-from ..models import Route
+from ..models import Route, RouteFallback, RouteSplit
 from ..principal import Principal, may_query
 from .orm import run_orm
 
@@ -45,6 +45,14 @@ class RouteEntry:
     no_credential_target: Target
     granted_team_ids: frozenset[int] = frozenset()
     granted_consumer_ids: frozenset[int] = frozenset()
+    # Resilience: per-route timeouts (None: the defaults), retries, weighted split and fallbacks.
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
+    total_timeout: float | None = None
+    max_retries: int = 2
+    split_weight: int = 100
+    splits: tuple[tuple[str, int], ...] = ()  # (route name, weight)
+    fallbacks: tuple[str, ...] = ()  # route names, in order
     production_only: bool = False
     default_max_tokens: int | None = None
 
@@ -88,6 +96,14 @@ def snapshot_load(version: int) -> Snapshot:
         if consumer_id is not None:
             consumer_grants[route_id].add(consumer_id)
 
+    fallbacks: dict[int, list[str]] = defaultdict(list)
+    fallback_rows = RouteFallback.objects.order_by("position", "id").values_list("route_id", "fallback__name")
+    for route_id, name in fallback_rows:
+        fallbacks[route_id].append(name)
+    splits: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for route_id, name, weight in RouteSplit.objects.order_by("id").values_list("route_id", "target__name", "weight"):
+        splits[route_id].append((name, weight))
+
     secrets_by_route: dict[int, dict[str, Secrets]] = defaultdict(dict)
     for cred in selectors.route_credentials():
         secrets_by_route[cred.route_id][cred.environment] = Secrets(cred.secrets or {})
@@ -118,6 +134,13 @@ def snapshot_load(version: int) -> Snapshot:
             granted_consumer_ids=frozenset(consumer_grants[route.pk]),
             production_only=route.production_only,
             default_max_tokens=route.default_max_tokens,
+            connect_timeout=route.connect_timeout_seconds,
+            read_timeout=route.read_timeout_seconds,
+            total_timeout=route.total_timeout_seconds,
+            max_retries=route.max_retries,
+            split_weight=route.split_weight,
+            splits=tuple(splits[route.pk]),
+            fallbacks=tuple(fallbacks[route.pk]),
         )
 
     keys = {k.hashed_key: selectors.principal_from_api_key(k) for k in selectors.usable_api_keys()}

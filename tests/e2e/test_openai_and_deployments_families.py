@@ -90,7 +90,7 @@ def test_openai_sdk_error_classes(gateway_server, caller, family_routes) -> None
         {"n": 4},  # above the route's cap of 3
         {"top_p": 1.5},
         {"presence_penalty": -3},
-        {"stream": True},
+        {"stream_options": {"include_usage": True}},  # only with stream: true
         {"extra_body": {"api_base": "http://evil"}},
         {"extra_body": {"logit_bias_unknown": 1}},
     ):
@@ -154,7 +154,7 @@ def test_deployments_api_for_three_route_types(gateway_server, caller) -> None:
     [
         ("f-chat", {"messages": [{"role": "user", "content": "x"}], "temperature": 3}, 400, "INVALID_PARAMETER_VALUE"),
         ("f-chat", {"messages": [{"role": "user", "content": "x"}], "n": 9}, 400, "INVALID_PARAMETER_VALUE"),
-        ("f-chat", {"messages": [{"role": "user", "content": "x"}], "stream": True}, 400, "INVALID_PARAMETER_VALUE"),
+        ("f-emb", {"input": "x", "stream": True}, 400, "INVALID_PARAMETER_VALUE"),
         ("f-chat", {"messages": [{"role": "user", "content": "x"}], "stop": ["a"] * 5}, 400,
          "INVALID_PARAMETER_VALUE"),
         ("f-chat", {"messages": [{"role": "robot", "content": "x"}]}, 400, "INVALID_PARAMETER_VALUE"),

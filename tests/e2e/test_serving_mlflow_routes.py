@@ -52,8 +52,9 @@ def openai_routes(make_route, fake_upstream) -> dict[str, Any]:
     config = {"openai_api_key": KEY, "openai_api_base": fake_upstream.openai_base}
     fake_upstream.reset()
     return {
+        # No retries: these tests pin how each single fault maps (retries are tested on their own).
         "chat": make_route(name="oa-chat", route_type="llm/v1/chat", provider="openai", model_name="gpt-4o-mini",
-                           config=config),
+                           config=config, max_retries=0),
         "completions": make_route(name="oa-comp", route_type="llm/v1/completions", provider="openai",
                                   model_name="gpt-3.5-turbo-instruct", config=config),
         "embeddings": make_route(name="oa-emb", route_type="llm/v1/embeddings", provider="openai",

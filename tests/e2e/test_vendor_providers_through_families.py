@@ -24,10 +24,11 @@ def vendor_routes(make_route, fake_upstream) -> dict[str, Any]:
     fake_upstream.reset()
     return {
         "a-chat": make_route(name="a-chat", provider="anthropic", model_name="claude-3-5-haiku-latest",
-                             config=anthropic),
+                             config=anthropic, max_retries=0),
         "a-comp": make_route(name="a-comp", route_type="llm/v1/completions", provider="anthropic",
                              model_name="claude-3-5-haiku-latest", config=anthropic),
-        "co-chat": make_route(name="co-chat", provider="cohere", model_name="command-r", config=cohere),
+        "co-chat": make_route(name="co-chat", provider="cohere", model_name="command-r", config=cohere,
+                              max_retries=0),
         "co-comp": make_route(name="co-comp", route_type="llm/v1/completions", provider="cohere",
                               model_name="command-r", config=cohere),
         "co-emb": make_route(name="co-emb", route_type="llm/v1/embeddings", provider="cohere",
