@@ -16,8 +16,10 @@ A drop-in for the ``mlflow.gateway`` fluent API of MLflow 2.5 -- change only the
 
 Routes come back as :class:`Route` (attributes ``name``, ``route_type``, ``model.name``,
 ``model.provider``, ``route_url``, ``limit``; ``to_dict()`` for the JSON). ``search_routes()``
-returns one page (a list with ``.token``), ``list_routes()`` every route. Errors raise
-:class:`GatewayClientError` subclasses with ``status``, ``error_code`` and ``message``.
+returns one page (a list with ``.token``), ``list_routes()`` every route.
+``get_usage(group_by="team", start=..., end=...)`` returns a cost report (:class:`UsageReport`, or
+CSV text with ``format="csv"``). Errors raise :class:`GatewayClientError` subclasses with
+``status``, ``error_code`` and ``message``.
 """
 
 from gateway_client.client import (
@@ -27,6 +29,7 @@ from gateway_client.client import (
     get_gateway_uri,
     get_limits,
     get_route,
+    get_usage,
     list_routes,
     query,
     search_routes,
@@ -47,7 +50,7 @@ from gateway_client.errors import (
     RateLimitError,
     UpstreamError,
 )
-from gateway_client.types import Limit, LimitsConfig, PagedList, Route, RouteModelInfo
+from gateway_client.types import Limit, LimitsConfig, PagedList, Route, RouteModelInfo, UsageReport
 
 # MLflow 2.x spelling, for code that instantiates the client class directly.
 MlflowGatewayClient = GatewayClient
@@ -72,11 +75,13 @@ __all__ = [
     "Route",
     "RouteModelInfo",
     "UpstreamError",
+    "UsageReport",
     "create_route",
     "delete_route",
     "get_gateway_uri",
     "get_limits",
     "get_route",
+    "get_usage",
     "list_routes",
     "query",
     "search_routes",

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -24,7 +25,7 @@ from gateway_client.errors import (
     GatewayTimeoutError,
     error_class_for_status,
 )
-from gateway_client.types import LimitsConfig, PagedList, Route
+from gateway_client.types import LimitsConfig, PagedList, Route, UsageReport
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -34,6 +35,7 @@ __all__ = [
     "get_gateway_uri",
     "get_limits",
     "get_route",
+    "get_usage",
     "list_routes",
     "query",
     "search_routes",
@@ -43,6 +45,7 @@ __all__ = [
 
 CRUD_ROUTE_BASE = "/api/2.0/gateway/routes/"
 LIMITS_BASE = "/api/2.0/gateway/limits/"
+USAGE_BASE = "/api/2.0/gateway/usage/"
 QUERY_PREFIX = "/gateway/"
 QUERY_SUFFIX = "/invocations"
 DEFAULT_TIMEOUT = 300.0  # MLflow's gateway client waits as long for a provider's answer
@@ -214,8 +217,10 @@ class GatewayClient:
         *,
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
+        text: bool = False,
     ) -> Any:
-        """Send one request; return the decoded JSON (None for an empty body) or raise."""
+        """Send one request; return the decoded JSON (None for an empty body), or the body as text
+        with ``text=True``; raise on an error answer."""
         headers = {}
         if key := self._api_key_now():
             headers["Authorization"] = f"Bearer {key}"
@@ -238,6 +243,8 @@ class GatewayClient:
             ) from exc
         if resp.status_code >= 300:
             raise _error_from_response(resp)
+        if text:
+            return resp.text
         if not resp.content:
             return None
         try:
@@ -319,6 +326,41 @@ class GatewayClient:
             raise GatewayClientError(None, "INVALID_RESPONSE", f"expected a JSON object, got {result!r:.200}")
         return result
 
+    # -- usage ----------------------------------------------------------------------------
+
+    def get_usage(
+        self,
+        group_by: str | Sequence[str] = "team",
+        start: date | str | None = None,
+        end: date | str | None = None,
+        *,
+        team: int | str | None = None,
+        route: str | None = None,
+        consumer: str | None = None,
+        environment: str | None = None,
+        format: str = "json",
+    ) -> UsageReport | str:
+        """``GET /api/2.0/gateway/usage/``: calls, errors, tokens and cost per group over UTC days.
+
+        ``group_by`` is one or more of team, consumer, route, model, day; ``start``/``end`` are days
+        (both included; the server defaults to the last 30 days). A team's key sees its own team only
+        (naming another raises PermissionDeniedError); an admin key sees all. Returns a
+        :class:`UsageReport` (``cost_usd`` as Decimal), or the CSV text with ``format="csv"``.
+        """
+        if format not in ("json", "csv"):
+            raise GatewayConfigError(f"format must be 'json' or 'csv', got {format!r}")
+        params: dict[str, str] = {
+            "group_by": group_by if isinstance(group_by, str) else ",".join(group_by),
+            "format": format,
+        }
+        for name, value in (("start", start), ("end", end), ("team", team), ("route", route),
+                            ("consumer", consumer), ("environment", environment)):
+            if value is not None:
+                params[name] = value.isoformat() if isinstance(value, date) else str(value)
+        if format == "csv":
+            return str(self.request("GET", USAGE_BASE, params=params, text=True))
+        return UsageReport.from_dict(self.request("GET", USAGE_BASE, params=params) or {})
+
     # -- limits ---------------------------------------------------------------------------
 
     def set_limits(self, route: str, limits: list[dict[str, Any]]) -> LimitsConfig:
@@ -388,3 +430,13 @@ def set_limits(route: str, limits: list[dict[str, Any]]) -> LimitsConfig:
 
 def get_limits(route: str) -> LimitsConfig:
     return _client().get_limits(route)
+
+
+def get_usage(
+    group_by: str | Sequence[str] = "team",
+    start: date | str | None = None,
+    end: date | str | None = None,
+    **kwargs: Any,
+) -> UsageReport | str:
+    """Usage and cost report (see :meth:`GatewayClient.get_usage`)."""
+    return _client().get_usage(group_by, start, end, **kwargs)

@@ -146,3 +146,37 @@ class PagedList(list[T]):
 
     def to_list(self) -> list[T]:
         return list(self)
+
+
+def _money(values: dict[str, Any]) -> dict[str, Any]:
+    out = dict(values)
+    if isinstance(out.get("cost_usd"), str):
+        out["cost_usd"] = Decimal(out["cost_usd"])
+    return out
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """A usage report: ``rows`` (group fields + calls, errors, input/output/total tokens, cost_usd)
+    and ``totals``; ``cost_usd`` is a Decimal (the server sends a decimal string)."""
+
+    rows: list[dict[str, Any]]
+    totals: dict[str, Any]
+    start: str | None = None
+    end: str | None = None
+    group_by: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UsageReport:
+        return cls(
+            rows=[_money(r) for r in data.get("rows") or []],
+            totals=_money(data.get("totals") or {}),
+            start=_str_or_none(data.get("start")),
+            end=_str_or_none(data.get("end")),
+            group_by=list(data.get("group_by") or []),
+            raw=dict(data),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.raw)

@@ -7,6 +7,8 @@ from django.urls import include, path
 from django_ratelimit.decorators import ratelimit
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from usage.api import UsageReportApi
+
 admin.site.site_header = "LLM governance gateway"
 admin.site.site_title = "Gateway admin"
 admin.site.index_title = "Routes, consumers, keys and usage"
@@ -24,6 +26,7 @@ admin.site.login = ratelimit(  # type: ignore[method-assign]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/2.0/gateway/usage/", UsageReportApi.as_view(), name="usage-report"),
     path("api/", include("routes.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     path(

@@ -482,3 +482,39 @@ def test_mlflow_alias_and_exports() -> None:
     assert gateway_client.MlflowGatewayClient is gateway_client.GatewayClient
     for name in ("set_gateway_uri", "get_gateway_uri", "create_route", "get_route", "search_routes"):
         assert callable(getattr(gateway_client, name))
+
+
+# -- usage -----------------------------------------------------------------------------------------
+
+
+def test_get_usage_sends_the_report_parameters_and_returns_decimals(gw: FakeGateway) -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    body = {"rows": [{"team_id": 3, "team": "search", "calls": 2, "errors": 1, "input_tokens": 10,
+                      "output_tokens": 4, "total_tokens": 14, "cost_usd": "0.0000042000"}],
+            "totals": {"calls": 2, "errors": 1, "input_tokens": 10, "output_tokens": 4, "total_tokens": 14,
+                       "cost_usd": "0.0000042000"},
+            "start": "2025-05-01", "end": "2025-05-31", "group_by": ["team", "day"]}
+    gw.on("GET", "/api/2.0/gateway/usage/", Reply(200, body))
+    report = gateway_client.get_usage(["team", "day"], date(2025, 5, 1), "2025-05-31", team=3, route="chat")
+    sent = gw.last
+    assert sent.query == {"group_by": ["team,day"], "format": ["json"], "start": ["2025-05-01"],
+                          "end": ["2025-05-31"], "team": ["3"], "route": ["chat"]}
+    assert sent.headers["authorization"] == "Bearer gw-abc_secret"
+    assert isinstance(report, gateway_client.UsageReport)
+    assert report.rows[0]["cost_usd"] == Decimal("0.0000042") and report.totals["calls"] == 2
+    assert report.to_dict() == body
+
+
+def test_get_usage_csv_returns_the_text_and_errors_map(gw: FakeGateway) -> None:
+    gw.on("GET", "/api/2.0/gateway/usage/",
+          Reply(200, raw=b"team_id,team,calls\n3,search,2\n", headers={"Content-Type": "text/csv"}),
+          Reply(403, {"error_code": "PERMISSION_DENIED", "message": "This key may only see its own team's usage."}))
+    assert gateway_client.get_usage("team", format="csv") == "team_id,team,calls\n3,search,2\n"
+    assert gw.last.query["format"] == ["csv"]
+    with pytest.raises(gateway_client.PermissionDeniedError) as err:
+        gateway_client.get_usage(team=9)
+    assert err.value.error_code == "PERMISSION_DENIED"
+    with pytest.raises(gateway_client.GatewayConfigError):
+        gateway_client.get_usage(format="xml")
