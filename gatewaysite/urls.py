@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.http import HttpRequest
 from django.urls import include, path
 from django_ratelimit.decorators import ratelimit
@@ -24,9 +25,17 @@ admin.site.login = ratelimit(  # type: ignore[method-assign]
     group="admin-login", key="ip", rate=_login_rate, method="POST", block=True
 )(admin.site.login)
 
+# The dashboards' login (Django auth), guarded like the admin's.
+dashboard_login = ratelimit(group="admin-login", key="ip", rate=_login_rate, method="POST", block=True)(
+    auth_views.LoginView.as_view()
+)
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/2.0/gateway/usage/", UsageReportApi.as_view(), name="usage-report"),
+    path("usage/", include("usage.urls")),
+    path("accounts/login/", dashboard_login, name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include("routes.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     path(
