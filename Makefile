@@ -42,7 +42,7 @@ lint: install-dev
 	$(BIN)/mypy .
 
 bench: install-dev
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles db.sqlite3 test_db.sqlite3*

@@ -10,9 +10,11 @@ What it does, bounded in time and on loopback only (see bench/README.md for how 
  3. prepares our gateway on a fresh SQLite database (route + granted consumer key) and serves it with
     one uvicorn worker pinned to one core;
  4. serves MLflow's gateway (`mlflow gateway start --workers 1`) on the same upstream, same core;
- 5. for direct nginx, our gateway and MLflow's: checks one request answers 200 with the expected text,
-    warms up, measures latency at 1 connection and throughput at 32 (wrk, pinned to the other core),
-    counts non-2xx answers and socket errors, reads the server's RSS and CPU use;
+ 5. for direct nginx, a raw ASGI + aiohttp proxy (the floor, bench/baseline_app.py), our gateway and
+    MLflow's: checks one request answers 200 with the expected text, warms up, measures latency at 1
+    connection and throughput at 32 (wrk, pinned to the other core), counts non-2xx answers and socket
+    errors, reads the server's RSS and CPU use, other processes' CPU on its core (a disturbed run is
+    repeated) and the upstream connections it opened;
  6. prints a markdown table and the two target ratios, and writes them with the raw wrk output to
     bench/results/<timestamp>.md;
  7. stops every process it started, whatever happens.
@@ -24,11 +26,14 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ctypes
 import datetime as dt
+import fcntl
 import json
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -41,7 +46,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,11 +57,15 @@ VENVS_DIR = BENCH_DIR / ".venvs"
 RESULTS_DIR = BENCH_DIR / "results"
 PROJECT_PYTHON = ROOT / ".venv" / "bin" / "python"
 PROJECT_UVICORN = ROOT / ".venv" / "bin" / "uvicorn"
+# The gateway source that is served (--project): this work tree unless told otherwise, e.g. a clean
+# `git archive` export of a commit, run with this work tree's venv.
+PROJECT_DIR = ROOT
 
 # The newest MLflow 2.x: it still ships `mlflow gateway start` (FastAPI + aiohttp under gunicorn's
 # UvicornWorker) and serves the 2.5 route API beside the deployments and /v1 APIs.
 MLFLOW_REQUIREMENT = "mlflow[gateway]==2.22.5"
 PY_SPY_REQUIREMENT = "py-spy"
+PROFILE_RATE = 200  # py-spy samples per second
 
 ROUTE = "bench-chat"
 MODEL = "gpt-4o-mini"
@@ -87,9 +96,12 @@ API_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "openai": ("/v1/chat/completions", {"model": "{route}", "messages": MESSAGES}),
 }
 
-TARGET_NAMES = ("direct", "ours", "mlflow")
+TARGET_NAMES = ("direct", "baseline", "ours", "mlflow")
+# Other work on the machine above this share of a core during a measured run makes the numbers suspect.
+OTHER_LOAD_WARNING_PERCENT = 15.0
 TARGET_LABELS = {
     "direct": "direct nginx (fake upstream)",
+    "baseline": "floor: raw ASGI + aiohttp proxy",
     "ours": "our gateway",
     "mlflow": "MLflow gateway 2.22.5",
 }
@@ -204,22 +216,37 @@ class Server:
     def pid(self) -> int:
         return self.proc.pid
 
+    def log_problems(self) -> list[str]:
+        """Lines of the server's log that report an error (a traceback counts once, by its last line)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in lines if re.search(r"\b(ERROR|CRITICAL|Traceback)\b", line)]
+
     def log_tail(self, n: int = 40) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         return ""
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when this script dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+
+
 class ProcessGroup:
     def __init__(self) -> None:
         self.servers: list[Server] = []
 
-    def start(self, name: str, cmd: Sequence[str], *, env: dict[str, str], log_path: Path, port: int,
+    def start(self, name: str, cmd: Sequence[str | Path], *, env: dict[str, str], log_path: Path, port: int,
               cwd: Path | None = None) -> Server:
         log(f"starting {name}: {' '.join(map(str, cmd))}")
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(list(map(str, cmd)), env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+        set_autogroup_nice(proc.pid)
         server = Server(name, proc, log_path, port)
         self.servers.append(server)
         return server
@@ -264,6 +291,34 @@ def _group_alive(pgid: int) -> bool:
         if stat and int(stat[4]) == pgid and stat[2] != "Z":
             return True
     return False
+
+
+# Niceness of every benchmark process (servers, upstream, wrk); set from --nice in main().
+NICE = 0
+
+
+def pinned(cpu: str) -> list[str]:
+    """Command prefix: pin to `cpu` and, on a machine shared with other work, raise the priority."""
+    return [*(["nice", "-n", str(NICE)] if NICE else []), "taskset", "-c", cpu]
+
+
+def set_autogroup_nice(pid: int) -> None:
+    """With the kernel's autogroup scheduling on (the default: kernel.sched_autogroup_enabled=1), niceness
+    only orders the processes of one session; between sessions (another terminal's test suite) the CPU is
+    shared by the sessions' autogroups. Every process the benchmark starts leads its own session, so its
+    autogroup gets the same niceness."""
+    if NICE:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/autogroup").write_text(f"{NICE}\n")
+
+
+def nice_works(value: int) -> bool:
+    """`nice` runs its command even when it may not change the priority; it then says so on stderr."""
+    try:
+        proc = subprocess.run(["nice", "-n", str(value), "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0 and not proc.stderr.strip()
 
 
 def free_port() -> int:
@@ -340,18 +395,78 @@ def tree_cpu_seconds(root: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def parse_cpus(spec: str) -> set[int]:
+    """taskset's list form: "1", "0,2", "0-3"."""
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def _busy_seconds() -> dict[int | None, float]:
+    """CPU time spent running processes since boot, per CPU and in all (key None): user + nice + system
+    from /proc/stat (irq/softirq time is left out: much of it is our own loopback traffic, charged to no
+    process)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    busy: dict[int | None, float] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if not line.startswith("cpu"):
+            break
+        name, *fields = line.split()
+        key = None if name == "cpu" else int(name[3:])
+        busy[key] = sum(int(x) for x in fields[:3]) / tick
+    return busy
+
+
+def _children_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime + me.ru_utime + me.ru_stime
+
+
+class CpuWatch:
+    """CPU used during one load run by the server's process tree, and by processes that are not the
+    benchmark's (server, fake upstream, wrk, this script): other work competing with the measurement,
+    on the server's own core and on the whole machine."""
+
+    def __init__(self, server_pid: int, upstream_pid: int | None, server_cpus: set[int],
+                 client_cpus: set[int]) -> None:
+        self.server_pid, self.upstream_pid = server_pid, upstream_pid
+        self.server_cpus, self.shared = server_cpus, bool(server_cpus & client_cpus)
+        self.wall = time.monotonic()
+        self.busy = _busy_seconds()
+        self.server = tree_cpu_seconds(server_pid)
+        self.upstream = tree_cpu_seconds(upstream_pid) if upstream_pid else 0.0
+        self.children = _children_seconds()
+
+    def stop(self) -> tuple[float, float, float]:
+        """(server CPU, others on the server's core(s), others on the machine), in % of one core."""
+        wall = max(time.monotonic() - self.wall, 1e-6)
+        busy = _busy_seconds()
+        server = tree_cpu_seconds(self.server_pid) - self.server
+        client = (tree_cpu_seconds(self.upstream_pid) - self.upstream if self.upstream_pid else 0.0) \
+            + (_children_seconds() - self.children)  # the fake upstream, wrk and this script
+        others_all = max(0.0, busy[None] - self.busy[None] - server - client)
+        on_server_cpus = sum(busy.get(c, 0.0) - self.busy.get(c, 0.0) for c in self.server_cpus)
+        others_here = max(0.0, on_server_cpus - server - (client if self.shared else 0.0))
+        return 100.0 * server / wall, 100.0 * others_here / wall, 100.0 * others_all / wall
+
+
 # ---------------------------------------------------------------------------------------------
 # HTTP checks (stdlib only)
 
 
 @dataclass
 class Target:
-    key: str  # "direct" | "ours" | "mlflow"
+    key: str  # one of TARGET_NAMES
     label: str
     server: Server
     path: str
     body: bytes
     headers: dict[str, str]
+    upstream: Server | None = None  # the fake upstream behind a gateway (None when measuring it directly)
+    cpus: str = "1"  # where the server is pinned
 
     @property
     def url(self) -> str:
@@ -414,6 +529,8 @@ class WrkResult:
     raw: str
     values: dict[str, float] = field(default_factory=dict)
     cpu_percent: float | None = None
+    others_percent: float | None = None  # other processes on the server's core(s)
+    others_machine_percent: float | None = None  # other processes anywhere
 
     def ms(self, key: str) -> float:
         return self.values[key] / 1000.0
@@ -431,6 +548,15 @@ class WrkResult:
         return int(self.values["non2xx"])
 
 
+def upstream_counters(upstream: Server) -> tuple[int, int]:
+    """(connections accepted, requests served) so far by the fake upstream (nginx stub_status)."""
+    status, body = http("GET", f"http://127.0.0.1:{upstream.port}/nginx_status", timeout=5)
+    numbers = body.decode().splitlines()[2].split() if status == 200 else []
+    if len(numbers) != 3:
+        raise BenchError(f"unexpected nginx stub_status answer ({status}): {body[:300]!r}")
+    return int(numbers[0]), int(numbers[2])
+
+
 def write_lua(target: Target, directory: Path) -> Path:
     headers = {**target.headers, "Content-Type": "application/json"}
     lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
@@ -444,19 +570,34 @@ def write_lua(target: Target, directory: Path) -> Path:
 
 def run_wrk(target: Target, lua: Path, *, connections: int, seconds: int, cpu: str, label: str,
             latency: bool = True) -> WrkResult:
-    cmd = ["taskset", "-c", cpu, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+    cmd = [*pinned(cpu), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
            "-s", str(lua)]
     if latency:
         cmd.append("--latency")
     cmd.append(target.url)
-    cpu_before, wall_before = tree_cpu_seconds(target.server.pid), time.monotonic()
+    before = upstream_counters(target.upstream) if target.upstream else None
+    watch = CpuWatch(target.server.pid, target.upstream.pid if target.upstream else None, parse_cpus(target.cpus),
+                     parse_cpus(cpu))
+    wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                           start_new_session=True, preexec_fn=_die_with_parent)
+    set_autogroup_nice(wrk.pid)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=False,
-                              stdin=subprocess.DEVNULL)
+        stdout, stderr = wrk.communicate(timeout=seconds + 30)
     except subprocess.TimeoutExpired:
         raise BenchError(f"wrk against {target.label} did not finish in {seconds + 30}s") from None
-    wall = time.monotonic() - wall_before
-    cpu_used = tree_cpu_seconds(target.server.pid) - cpu_before
+    finally:
+        if wrk.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(wrk.pid, signal.SIGKILL)
+            wrk.wait(timeout=5)
+    proc = subprocess.CompletedProcess(cmd, wrk.returncode, stdout, stderr)
+    server_percent, others_percent, others_machine = watch.stop()
+    upstream_note = ""
+    if target.upstream and before:
+        after = upstream_counters(target.upstream)
+        # Each counter read is one connection and one request of its own: take it out.
+        conns, reqs = after[0] - before[0] - 1, after[1] - before[1] - 1
+        upstream_note = f", upstream: {conns} new connections for {reqs} requests"
     raw = f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}"
     if proc.returncode != 0:
         raise BenchError(f"wrk failed (exit {proc.returncode}):\n{raw}")
@@ -468,9 +609,16 @@ def run_wrk(target: Target, lua: Path, *, connections: int, seconds: int, cpu: s
                 values[k] = float(v)
     if "requests" not in values or "p50_us" not in values:
         raise BenchError(f"no summary from wrk's Lua script:\n{raw}")
-    result = WrkResult(label, connections, raw, values, cpu_percent=100.0 * cpu_used / wall if wall else None)
+    if upstream_note:
+        values["upstream_conns"], values["upstream_requests"] = conns, reqs
+    raw += (f"server CPU {server_percent:.0f}% of a core; other processes: {others_percent:.0f}% of a core "
+            f"on the server's CPU {target.cpus}, {others_machine:.0f}% on the whole machine{upstream_note}\n")
+    result = WrkResult(label, connections, raw, values, cpu_percent=server_percent, others_percent=others_percent,
+                       others_machine_percent=others_machine)
     log(f"  {target.key} {label}: {result.rps:,.0f} req/s, p50 {result.ms('p50_us'):.3f} ms, "
-        f"p99 {result.ms('p99_us'):.3f} ms, non-2xx {result.non2xx}, socket errors {result.socket_errors}")
+        f"p99 {result.ms('p99_us'):.3f} ms, non-2xx {result.non2xx}, socket errors {result.socket_errors}, "
+        f"server CPU {server_percent:.0f}%, others {others_percent:.0f}% on its CPU, {others_machine:.0f}% in all"
+        f"{upstream_note}")
     return result
 
 
@@ -483,10 +631,14 @@ class Measured:
     warmup: WrkResult
     memory_idle: Memory
     memory_after: Memory
+    discarded: list[WrkResult] = field(default_factory=list)
+
+    @property
+    def runs(self) -> list[WrkResult]:
+        return [self.warmup, self.c1, self.c32, *self.discarded]
 
     def errors(self) -> tuple[int, int]:
-        runs = (self.warmup, self.c1, self.c32)
-        return sum(r.non2xx for r in runs), sum(r.socket_errors for r in runs)
+        return sum(r.non2xx for r in self.runs), sum(r.socket_errors for r in self.runs)
 
 
 def measure(target: Target, args: argparse.Namespace, workdir: Path) -> Measured:
@@ -496,12 +648,29 @@ def measure(target: Target, args: argparse.Namespace, workdir: Path) -> Measured
     lua = write_lua(target, workdir)
     warmup = run_wrk(target, lua, connections=args.connections, seconds=args.warmup, cpu=args.client_cpu,
                      label="warm-up", latency=False)
-    c1 = run_wrk(target, lua, connections=1, seconds=args.duration, cpu=args.client_cpu, label="1 conn")
-    c32 = run_wrk(target, lua, connections=args.connections, seconds=args.duration, cpu=args.client_cpu,
-                  label=f"{args.connections} conns")
+    discarded: list[WrkResult] = []
+
+    def least_disturbed(connections: int, label: str) -> WrkResult:
+        """A run during which other processes took a share of the machine is repeated (--retries)."""
+        runs = [run_wrk(target, lua, connections=connections, seconds=args.duration, cpu=args.client_cpu,
+                        label=label)]
+        while (runs[-1].others_percent or 0.0) > OTHER_LOAD_WARNING_PERCENT and len(runs) <= args.retries:
+            log(f"  other processes took {runs[-1].others_percent:.0f}% of the server's core during that run: "
+                "repeating it")
+            runs.append(run_wrk(target, lua, connections=connections, seconds=args.duration, cpu=args.client_cpu,
+                                label=f"{label}, repeated"))
+        best = min(runs, key=lambda r: r.others_percent or 0.0)
+        for r in runs:
+            if r is not best:
+                r.label += " (discarded: disturbed)"
+                discarded.append(r)
+        return best
+
+    c1 = least_disturbed(1, "1 conn")
+    c32 = least_disturbed(args.connections, f"{args.connections} conns")
     memory_after = tree_memory(target.server.pid)
     verify(target)  # still answering correctly after the load
-    return Measured(target, sample, c1, c32, warmup, memory_idle, memory_after)
+    return Measured(target, sample, c1, c32, warmup, memory_idle, memory_after, discarded)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,6 +709,7 @@ def start_nginx(group: ProcessGroup, workdir: Path, cpu: str) -> Server:
                     default_type application/json;
                     return 200 '{answer}';
                 }}
+                location = /nginx_status {{ stub_status; }}
                 location / {{ return 404; }}
             }}
         }}
@@ -548,7 +718,7 @@ def start_nginx(group: ProcessGroup, workdir: Path, cpu: str) -> Server:
     assert nginx
     _run([nginx, "-t", "-p", str(ndir), "-c", str(conf), "-e", str(ndir / "error.log")], timeout=30,
          what="nginx -t")
-    server = group.start("nginx", ["taskset", "-c", cpu, nginx, "-p", ndir, "-c", conf, "-e", ndir / "error.log"],
+    server = group.start("nginx", [*pinned(cpu), nginx, "-p", ndir, "-c", conf, "-e", ndir / "error.log"],
                          env=dict(os.environ), log_path=ndir / "stdout.log", port=port)
     wait_ready(server, "/", timeout=15)
     return server
@@ -556,7 +726,8 @@ def start_nginx(group: ProcessGroup, workdir: Path, cpu: str) -> Server:
 
 def gateway_env(workdir: Path, redis_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GATEWAY_", "DJANGO_", "MLFLOW_", "OPENAI_")) and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+           if not k.startswith(("GATEWAY_", "DJANGO_", "MLFLOW_", "OPENAI_"))
+           and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update({
         "DJANGO_SETTINGS_MODULE": "gatewaysite.settings",
         "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
@@ -571,16 +742,16 @@ def gateway_env(workdir: Path, redis_url: str) -> dict[str, str]:
 
 def prepare_gateway(env: dict[str, str], upstream_port: int) -> str:
     """Migrate a fresh database, create the route, issue a consumer key granted to it; returns the key."""
-    manage = [str(PROJECT_PYTHON), str(ROOT / "manage.py")]
+    manage = [str(PROJECT_PYTHON), str(PROJECT_DIR / "manage.py")]
     log("our gateway: migrate a fresh SQLite database")
-    _run([*manage, "migrate", "--noinput", "-v", "0"], timeout=240, env=env, cwd=ROOT, what="manage.py migrate")
+    _run([*manage, "migrate", "--noinput", "-v", "0"], timeout=240, env=env, cwd=PROJECT_DIR, what="manage.py migrate")
     config = {"openai_api_key": UPSTREAM_KEY, "openai_api_base": f"http://127.0.0.1:{upstream_port}/v1"}
     code = ("from routes import services; "
             f"services.route_create(name={ROUTE!r}, route_type='llm/v1/chat', provider='openai', "
             f"model_name={MODEL!r}, config={config!r})")
-    _run([*manage, "shell", "-c", code], timeout=120, env=env, cwd=ROOT, what="manage.py shell (route_create)")
+    _run([*manage, "shell", "-c", code], timeout=120, env=env, cwd=PROJECT_DIR, what="manage.py shell (route_create)")
     out = _run([*manage, "issue_key", "--team", "bench", "--consumer", "load", "--route", ROUTE], timeout=120,
-               env=env, cwd=ROOT, what="manage.py issue_key").stdout
+               env=env, cwd=PROJECT_DIR, what="manage.py issue_key").stdout
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     if not lines:
         raise BenchError("manage.py issue_key printed no key")
@@ -590,8 +761,8 @@ def prepare_gateway(env: dict[str, str], upstream_port: int) -> str:
 def usage_event_count(env: dict[str, str]) -> int | None:
     code = "from usage.models import UsageEvent; print(UsageEvent.objects.count())"
     try:
-        out = _run([str(PROJECT_PYTHON), str(ROOT / "manage.py"), "shell", "-c", code], timeout=120, env=env,
-                   cwd=ROOT, what="count usage events").stdout
+        out = _run([str(PROJECT_PYTHON), str(PROJECT_DIR / "manage.py"), "shell", "-c", code], timeout=120, env=env,
+                   cwd=PROJECT_DIR, what="count usage events").stdout
         return int(out.strip().splitlines()[-1])
     except (BenchError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
         log(f"could not count usage events: {exc}")
@@ -600,11 +771,23 @@ def usage_event_count(env: dict[str, str]) -> int | None:
 
 def start_ours(group: ProcessGroup, workdir: Path, env: dict[str, str], cpu: str) -> Server:
     port = free_port()
-    cmd = ["taskset", "-c", cpu, PROJECT_UVICORN, "gatewaysite.asgi:application", "--host", "127.0.0.1",
+    cmd: list[str | Path] = [*pinned(cpu), PROJECT_UVICORN, "gatewaysite.asgi:application", "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning",
-           "--app-dir", ROOT]
-    server = group.start("our gateway", cmd, env=env, log_path=workdir / "ours.log", port=port, cwd=ROOT)
+           "--app-dir", PROJECT_DIR]
+    server = group.start("our gateway", cmd, env=env, log_path=workdir / "ours.log", port=port, cwd=PROJECT_DIR)
     wait_ready(server, "/health", timeout=60)
+    return server
+
+
+def start_baseline(group: ProcessGroup, workdir: Path, upstream_port: int, cpu: str) -> Server:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["BENCH_UPSTREAM_URL"] = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
+    cmd: list[str | Path] = [*pinned(cpu), PROJECT_UVICORN, "baseline_app:app", "--app-dir", BENCH_DIR,
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log",
+                             "--log-level", "warning"]
+    server = group.start("floor proxy", cmd, env=env, log_path=workdir / "baseline.log", port=port, cwd=workdir)
+    wait_ready(server, "/health", timeout=30)
     return server
 
 
@@ -626,7 +809,7 @@ def start_mlflow(group: ProcessGroup, workdir: Path, venv: Path, upstream_port: 
     config_path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MLFLOW_", "OPENAI_", "DJANGO_")) and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    cmd = ["taskset", "-c", cpu, venv / "bin" / "mlflow", "gateway", "start", "--config-path", config_path,
+    cmd: list[str | Path] = [*pinned(cpu), venv / "bin" / "mlflow", "gateway", "start", "--config-path", config_path,
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     server = group.start("MLflow gateway", cmd, env=env, log_path=workdir / "mlflow.log", port=port, cwd=workdir)
     wait_ready(server, "/health", timeout=120)
@@ -646,11 +829,16 @@ def profile_ours(target: Target, lua: Path, args: argparse.Namespace, workdir: P
     venv = ensure_venv("tools", [PY_SPY_REQUIREMENT], args.no_install)
     out = workdir / "py-spy.txt"
     seconds = args.duration
+    # --gil: sample the thread holding the GIL (the Python work on the server's core); without it py-spy
+    # counts the ORM thread blocked in its queue as busy. --nonblocking: read the stacks without pausing
+    # the server (pausing it 200 times a second cut its throughput by two thirds).
     cmd = [str(venv / "bin" / "py-spy"), "record", "--pid", str(target.server.pid), "--duration", str(seconds),
-           "--rate", "200", "--format", "raw", "--output", str(out)]
+           "--rate", str(PROFILE_RATE), "--gil", "--nonblocking", "--full-filenames", "--format", "raw",
+           "--output", str(out)]
     log(f"profiling our gateway with py-spy for {seconds}s under {args.connections} connections")
     spy = subprocess.Popen(["taskset", "-c", args.client_cpu, *cmd], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                           preexec_fn=_die_with_parent)
     try:
         time.sleep(0.5)
         load = run_wrk(target, lua, connections=args.connections, seconds=seconds, cpu=args.client_cpu,
@@ -663,7 +851,11 @@ def profile_ours(target: Target, lua: Path, args: argparse.Namespace, workdir: P
             spy.wait(timeout=5)
     if spy.returncode != 0 or not out.exists():
         return f"py-spy failed (exit {spy.returncode}):\n{spy_out.decode(errors='replace')[-2000:]}"
-    return summarize_profile(out.read_text(), load)
+    args.profile_requests = int(load.values["requests"])
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out, args.profile_copy)  # collapsed stacks: e.g. flamegraph.pl or speedscope read them
+    return summarize_profile(out.read_text(), load, seconds) + (
+        f"\nRaw samples (collapsed stacks): `{args.profile_copy.relative_to(ROOT)}`.\n")
 
 
 def _frame_name(frame: str) -> tuple[str, str]:
@@ -673,8 +865,8 @@ def _frame_name(frame: str) -> tuple[str, str]:
     if "site-packages/" in path:
         rel = path.split("site-packages/", 1)[1]
         package = rel.split("/", 1)[0].removesuffix(".py")
-    elif path.startswith(str(ROOT)):
-        rel = path[len(str(ROOT)) + 1:]
+    elif path.startswith(str(PROJECT_DIR) + "/") and not path.startswith((f"{ROOT / '.venv'}/", f"{VENVS_DIR}/")):
+        rel = path[len(str(PROJECT_DIR)) + 1:]
         package = "ours: " + rel.split("/", 1)[0]
     elif "/lib/python3" in path:
         rel = path.split("/lib/python3", 1)[1].split("/", 1)[-1]
@@ -685,10 +877,11 @@ def _frame_name(frame: str) -> tuple[str, str]:
     return f"{func} ({short})", package
 
 
-def summarize_profile(raw: str, load: WrkResult, top: int = 20) -> str:
+def summarize_profile(raw: str, load: WrkResult, seconds: float, top: int = 20) -> str:
     self_counts: Counter[str] = Counter()
-    incl_counts: Counter[str] = Counter()
     pkg_counts: Counter[str] = Counter()
+    ours_incl: Counter[str] = Counter()  # our functions, time on the stack
+    calls_out: Counter[str] = Counter()  # other code called directly from ours, time on the stack
     total = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -703,8 +896,16 @@ def summarize_profile(raw: str, load: WrkResult, top: int = 20) -> str:
         leaf, pkg = names[-1]
         self_counts[leaf] += count
         pkg_counts[pkg] += count
-        for name in {n for n, _ in names}:
-            incl_counts[name] += count
+        seen_ours, seen_out = set(), set()
+        for (name, package), (_, parent_pkg) in zip(names, [("", ""), *names[:-1]], strict=True):
+            if package.startswith("ours: "):
+                seen_ours.add(name)
+            elif parent_pkg.startswith("ours: "):
+                seen_out.add(f"{name} [{package}]")
+        for name in seen_ours:
+            ours_incl[name] += count
+        for name in seen_out:
+            calls_out[name] += count
     if not total:
         return "py-spy recorded no samples."
 
@@ -713,13 +914,18 @@ def summarize_profile(raw: str, load: WrkResult, top: int = 20) -> str:
         rows += [f"| `{name}` | {n} | {100.0 * n / total:.1f}% |" for name, n in counter.most_common(top)]
         return "\n".join(rows)
 
+    held = 100.0 * total / (seconds * PROFILE_RATE)
     return "\n\n".join([
-        f"{total} samples of busy threads (py-spy, 200 Hz, idle threads excluded) while wrk drove "
-        f"{load.rps:,.0f} req/s (slowed by the sampling).",
-        "Self time by package (where the leaf frame is):\n\n" + table(pkg_counts, "package"),
+        f"py-spy `record --gil` at {PROFILE_RATE} Hz for {seconds:.0f} s: {total} samples, i.e. a thread of the "
+        f"server held the GIL in about {held:.0f}% of them, while wrk drove {load.rps:,.0f} req/s "
+        f"(under sampling). Shares are of the samples taken. Time in C code is charged to the Python "
+        f"frame that called it; time with the GIL released (e.g. inside SQLite) is not seen.",
+        "Self time by package (where the innermost Python frame is):\n\n" + table(pkg_counts, "package"),
         "Self time by function:\n\n" + table(self_counts, "function"),
-        "Inclusive time by function (on the stack):\n\n" + table(incl_counts, "function"),
-    ])
+        "Our functions, time on the stack (inclusive):\n\n" + table(ours_incl, "function"),
+        "Calls from our code into libraries and the standard library, inclusive:\n\n"
+        + table(calls_out, "function [package]"),
+    ]) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -733,25 +939,26 @@ def fmt_ms(us: float) -> str:
 def render_table(results: dict[str, Measured], connections: int) -> str:
     head = (f"| server | p50 ms (1 conn) | p99 ms (1 conn) | req/s ({connections} conns) | "
             f"p50 ms ({connections} conns) | p99 ms ({connections} conns) | non-2xx / socket errors | "
-            f"server CPU ({connections} conns) | RSS after run |")
-    rows = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+            f"server CPU ({connections} conns) | others on its CPU ({connections} conns) | RSS after run |")
+    rows = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for key in TARGET_NAMES:
         if key not in results:
             continue
         m = results[key]
         non2xx, sock = m.errors()
         cpu = f"{m.c32.cpu_percent:.0f}%" if m.c32.cpu_percent is not None else "?"
+        others = f"{m.c32.others_percent:.0f}%" if m.c32.others_percent is not None else "?"
         rows.append(
             f"| {m.target.label} | {fmt_ms(m.c1.values['p50_us'])} | {fmt_ms(m.c1.values['p99_us'])} | "
             f"{m.c32.rps:,.0f} | {fmt_ms(m.c32.values['p50_us'])} | {fmt_ms(m.c32.values['p99_us'])} | "
-            f"{non2xx} / {sock} | {cpu} | {m.memory_after.render()} |"
+            f"{non2xx} / {sock} | {cpu} | {others} | {m.memory_after.render()} |"
         )
     return "\n".join(rows)
 
 
 def render_ratios(results: dict[str, Measured]) -> tuple[str, bool]:
-    if not all(k in results for k in TARGET_NAMES):
-        return "Ratios need all three servers (direct, ours, mlflow).", True
+    if not all(k in results for k in ("direct", "ours", "mlflow")):
+        return "The target ratios need direct, ours and mlflow measured.", True
     ours, mlflow, direct = results["ours"], results["mlflow"], results["direct"]
     rps_ratio = ours.c32.rps / mlflow.c32.rps
     d50 = direct.c1.values["p50_us"]
@@ -766,6 +973,14 @@ def render_ratios(results: dict[str, Measured]) -> tuple[str, bool]:
         f"{our_over / 1000:.3f} ms ÷ {mlflow_over / 1000:.3f} ms = **{over_ratio:.2f}** "
         f"(target ≤ 0.5: {'met' if ok_over else 'MISSED'})",
     ]
+    if "baseline" in results:
+        floor = results["baseline"]
+        floor_over = floor.c1.values["p50_us"] - d50
+        lines.append(
+            f"- against the floor (raw ASGI + aiohttp on this machine): our req/s is "
+            f"{100.0 * ours.c32.rps / floor.c32.rps:.0f}% of its {floor.c32.rps:,.0f}, MLflow's "
+            f"{100.0 * mlflow.c32.rps / floor.c32.rps:.0f}%; p50 overhead ours {our_over / 1000:.3f} ms, "
+            f"floor {floor_over / 1000:.3f} ms")
     return "\n".join(lines), ok_rps and ok_over
 
 
@@ -778,11 +993,13 @@ def machine_info() -> str:
                 break
     commit = "?"
     with contextlib.suppress(Exception):
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+        commit = subprocess.run(["git", "-C", str(PROJECT_DIR), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True,
+        dirty = subprocess.run(["git", "-C", str(PROJECT_DIR), "status", "--porcelain"], capture_output=True, text=True,
                                timeout=10).stdout.strip()
-        commit += " (with uncommitted changes)" if dirty else ""
+        commit = (commit + (" (with uncommitted changes)" if dirty else "")) if commit else "? (not a git work tree)"
+    if PROJECT_DIR != ROOT:
+        commit += f", gateway source {PROJECT_DIR}"
     load = "?"
     with contextlib.suppress(OSError):
         load = Path("/proc/loadavg").read_text().split()[0]
@@ -797,7 +1014,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--api", choices=sorted(API_PRESETS), default="mlflow-routes",
-                   help="API both gateways are driven through (default: mlflow-routes, POST /gateway/{route}/invocations)")
+                   help="API both gateways are driven through "
+                        "(default: mlflow-routes, POST /gateway/{route}/invocations)")
     p.add_argument("--path", help="request path for both gateways ({route} is replaced by the route name)")
     p.add_argument("--body", help="JSON request body for both gateways ({route} is replaced)")
     p.add_argument("--gateway-path", help="request path for our gateway only")
@@ -811,10 +1029,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=32, help="connections of the throughput run (default 32)")
     p.add_argument("--server-cpu", default="1", help="core the gateway under test is pinned to (default 1)")
     p.add_argument("--client-cpu", default="0", help="core wrk and the fake upstream are pinned to (default 0)")
+    p.add_argument("--retries", type=int, default=2,
+                   help=f"repeat a measured run up to this many times while other processes use more than "
+                        f"{OTHER_LOAD_WARNING_PERCENT:.0f}%% of the server's core during it, keep the least "
+                        f"disturbed (default 2)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for our gateway (repeatable), e.g. --env LOG_LEVEL=WARNING")
+    p.add_argument("--nice", type=int, default=-10,
+                   help="niceness of the servers, the upstream and wrk (default -10: ahead of other work on a "
+                        "shared machine; 0 leaves priorities alone)")
     p.add_argument("--redis", nargs="?", const="redis://127.0.0.1:6379/14", default="",
-                   help="run our gateway with REDIS_URL (default URL redis://127.0.0.1:6379/14)")
+                   help="run our gateway with REDIS_URL (default URL redis://127.0.0.1:6379/14); the benchmark "
+                        "owns that database: it is emptied before and after the run (kept with --keep)")
     p.add_argument("--profile", action="store_true",
                    help="after measuring, record our gateway with py-spy under load and summarize the top functions")
+    p.add_argument("--project", type=Path, default=ROOT,
+                   help="serve our gateway from this source tree (default: this repository), with this "
+                        "repository's venv; e.g. a `git archive HEAD` export to measure a commit")
     p.add_argument("--no-install", action="store_true", help="fail instead of installing what is missing")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (databases, configs, server logs)")
     p.add_argument("--strict", action="store_true",
@@ -822,8 +1053,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if min(args.duration, args.warmup) < 1 or args.duration > 60 or args.warmup > 30:
         p.error("--duration must be 1..60 and --warmup 1..30 (the whole run stays bounded)")
+    if not 0 <= args.retries <= 5:
+        p.error("--retries must be 0..5")
     if not 1 <= args.connections <= 1024:
         p.error("--connections must be 1..1024")
+    env: dict[str, str] = {}
+    for item in args.env:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            p.error(f"--env wants KEY=VALUE, got {item!r}")
+        env[k] = v
+    args.env = env
     return args
 
 
@@ -833,6 +1073,7 @@ def resolve_requests(args: argparse.Namespace) -> dict[str, tuple[str, bytes]]:
     body_any: dict[str, Any] | str = args.body or body
     reqs = {
         "direct": target_request("/v1/chat/completions", {"model": MODEL, "messages": MESSAGES}),
+        "baseline": target_request("/v1/chat/completions", {"model": MODEL, "messages": MESSAGES}),
         "ours": target_request(args.gateway_path or path, args.gateway_body or body_any),
         "mlflow": target_request(args.mlflow_path or path, args.mlflow_body or body_any),
     }
@@ -844,20 +1085,85 @@ def resolve_requests(args: argparse.Namespace) -> dict[str, tuple[str, bytes]]:
     return reqs
 
 
-def _check_redis(url: str) -> None:
-    m = re.match(r"redis://([^:/]+):(\d+)", url)
-    if not m or m.group(1) not in ("127.0.0.1", "localhost", "::1"):
-        raise BenchError(f"--redis must point at a loopback Redis (redis://127.0.0.1:PORT/DB), got {url!r}")
-    try:
-        with socket.create_connection((m.group(1), int(m.group(2))), timeout=2) as s:
-            s.sendall(b"PING\r\n")
-            if not s.recv(64).startswith(b"+PONG"):
-                raise OSError("no PONG")
-    except OSError as exc:
-        raise BenchError(f"Redis at {url} is not answering ({exc}): start it, or run without --redis") from None
+class MiniRedis:
+    """Just enough of the Redis protocol to prepare and inspect the benchmark's own database."""
+
+    def __init__(self, url: str) -> None:
+        m = re.match(r"redis://([^:/]+):(\d+)(?:/(\d+))?$", url)
+        if not m or m.group(1) not in ("127.0.0.1", "localhost", "::1"):
+            raise BenchError(f"--redis must point at a loopback Redis (redis://127.0.0.1:PORT/DB), got {url!r}")
+        self.url, self.host, self.port, self.db = url, m.group(1), int(m.group(2)), int(m.group(3) or 0)
+
+    def run(self, *commands: Sequence[str]) -> list[Any]:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=5) as sock:
+                reader = sock.makefile("rb")
+                replies = []
+                for cmd in (("SELECT", str(self.db)), *commands):
+                    parts = [c.encode() for c in cmd]
+                    sock.sendall(b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+                    replies.append(self._reply(reader))
+                return replies[1:]
+        except OSError as exc:
+            raise BenchError(f"Redis at {self.url} is not answering ({exc}): start it, or run without --redis") \
+                from None
+
+    def _reply(self, reader: Any) -> Any:
+        line = reader.readline().rstrip(b"\r\n")
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise BenchError(f"Redis error: {rest.decode()}")
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else reader.read(n + 2)[:-2].decode(errors="replace")
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply(reader) for _ in range(n)]
+        raise BenchError(f"unexpected Redis reply {line[:80]!r}")
+
+    def stream_entries(self) -> int:
+        """Entries in all the streams of the database (the usage stream, whatever its name)."""
+        keys = self.run(("KEYS", "*"))[0] or []
+        types = self.run(*[("TYPE", k) for k in keys]) if keys else []
+        streams = [k for k, t in zip(keys, types, strict=True) if t == "stream"]
+        return sum(self.run(*[("XLEN", k) for k in streams])) if streams else 0
+
+
+LOCK_PATH = Path(tempfile.gettempdir()) / "gateway-bench.lock"
+LOCK_WAIT_SECONDS = 300.0
+
+
+def machine_lock() -> Any:
+    """One benchmark at a time on this machine: two would share the pinned cores at equal priority and
+    halve each other's numbers. Waits (bounded) for another run to finish; the lock goes with the process."""
+    fh = open(LOCK_PATH, "a+")  # noqa: SIM115 - held until the process exits
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    said = False
+    while True:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise BenchError(f"another benchmark run held {LOCK_PATH} for {LOCK_WAIT_SECONDS:.0f} s") from None
+            if not said:
+                fh.seek(0)
+                log(f"waiting for another benchmark run to finish ({fh.read().strip() or 'unknown pid'})")
+                said = True
+            time.sleep(1)
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}\n")
+    fh.flush()
+    return fh
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
+    log(f"{signal.Signals(signum).name}: stopping every process the benchmark started")
     raise SystemExit(128 + signum)
 
 
@@ -865,9 +1171,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     when = dt.datetime.now(dt.UTC)
+    args.profile_copy = RESULTS_DIR / f"{when:%Y%m%d-%H%M%S}-py-spy.txt"
+    args.profile_requests = 0
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     wanted = args.only or list(TARGET_NAMES)
+    redis: MiniRedis | None = None
+    global NICE, PROJECT_DIR
+    PROJECT_DIR = args.project.resolve()
+    if not (PROJECT_DIR / "manage.py").exists():
+        raise BenchError(f"--project {PROJECT_DIR} has no manage.py")
+    if args.nice and not nice_works(args.nice):
+        log(f"cannot run at niceness {args.nice} here: priorities left alone")
+        args.nice = 0
+    NICE = args.nice
     requests = resolve_requests(args)
 
     ensure_debian_packages(args.no_install)
@@ -876,13 +1193,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not PROJECT_UVICORN.exists():
             raise BenchError(f"{PROJECT_UVICORN} missing: run `make install` first")
         if args.redis:
-            _check_redis(args.redis)
+            redis = MiniRedis(args.redis)
+            redis.run(("FLUSHDB",))  # the benchmark's own database: fresh, like its SQLite file
     install_seconds = time.monotonic() - started
+    lock = machine_lock()  # noqa: F841 - held for the rest of the run
 
     group = ProcessGroup()
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     results: dict[str, Measured] = {}
     notes: list[str] = []
+    log_problems: dict[str, list[str]] = {}
     profile_text = ""
     try:
         upstream = start_nginx(group, workdir, args.client_cpu)
@@ -891,37 +1211,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "direct" in wanted:
             path, body = requests["direct"]
             results["direct"] = measure(Target("direct", TARGET_LABELS["direct"], upstream, path, body,
-                                               upstream_headers), args, workdir)
+                                               upstream_headers, None, args.client_cpu), args, workdir)
+
+        if "baseline" in wanted:
+            server = start_baseline(group, workdir, upstream.port, args.server_cpu)
+            path, body = requests["baseline"]
+            results["baseline"] = measure(Target("baseline", TARGET_LABELS["baseline"], server, path, body, {},
+                                                 upstream, args.server_cpu), args, workdir)
+            log_problems["baseline"] = server.log_problems()  # before the stop, which logs its own lines
+            group.stop(server)
 
         if "ours" in wanted:
             env = gateway_env(workdir, args.redis)
+            env.update(args.env)
             key = prepare_gateway(env, upstream.port)
             server = start_ours(group, workdir, env, args.server_cpu)
             path, body = requests["ours"]
             label = TARGET_LABELS["ours"] + (" (Redis)" if args.redis else "")
-            target = Target("ours", label, server, path, body, {"Authorization": f"Bearer {key}"})
+            target = Target("ours", label, server, path, body, {"Authorization": f"Bearer {key}"}, upstream,
+                            args.server_cpu)
             results["ours"] = measured = measure(target, args, workdir)
             if args.profile:
                 profile_text = profile_ours(target, workdir / "ours.lua", args, workdir)
             group.stop(server)  # graceful: the usage recorder flushes on shutdown
-            sent = sum(int(r.values["requests"]) for r in (measured.warmup, measured.c1, measured.c32)) + 2
+            log_problems["ours"] = server.log_problems()
+            # wrk counts the answers it got before its time was up; a few more requests were in flight.
+            sent = sum(int(r.values["requests"]) for r in measured.runs) + 2 + args.profile_requests
             recorded = usage_event_count(env)
+            if redis is not None:
+                queued = redis.stream_entries()
+                notes.append(f"usage events in Redis streams (not drained: the benchmark runs no Celery worker): "
+                             f"{queued:,}")
+                recorded = (recorded or 0) + queued
             if recorded is not None:
-                note = (f"usage events recorded by our gateway in its database: {recorded:,} for about "
-                        f"{sent:,} requests measured (+ the profiling run, if any)")
-                notes.append(note)
-                if not args.profile and not args.redis and recorded < sent:
+                where = "database and Redis streams" if redis is not None else "database"
+                notes.append(f"usage events recorded by our gateway ({where}): {recorded:,} for the "
+                             f"{sent:,} answers wrk counted (and the requests still in flight when each run ended)")
+                if recorded < sent:
                     notes.append(f"WARNING: {sent - recorded:,} requests have no usage event")
 
         if "mlflow" in wanted:
             assert mlflow_venv is not None
             server = start_mlflow(group, workdir, mlflow_venv, upstream.port, args.server_cpu)
             path, body = requests["mlflow"]
-            results["mlflow"] = measure(Target("mlflow", TARGET_LABELS["mlflow"], server, path, body, {}),
-                                        args, workdir)
+            results["mlflow"] = measure(Target("mlflow", TARGET_LABELS["mlflow"], server, path, body, {}, upstream,
+                                               args.server_cpu), args, workdir)
+            log_problems["mlflow"] = server.log_problems()  # gunicorn logs the stop's SIGTERM as an ERROR
             group.stop(server)
     finally:
         group.stop_all()
+        if redis is not None and not args.keep:
+            with contextlib.suppress(BenchError):
+                redis.run(("FLUSHDB",))
         if args.keep:
             log(f"kept {workdir}")
         else:
@@ -931,6 +1272,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratios, ratios_ok = render_ratios(results)
     failures = [f"{m.target.label}: {n} non-2xx, {s} socket errors"
                 for m in results.values() for n, s in [m.errors()] if n or s]
+    warnings: list[str] = []
+    for m in results.values():
+        for r in (m.c1, m.c32):
+            conns = int(r.values.get("upstream_conns", 0))
+            if conns > 2 * r.connections + 10:
+                warnings.append(f"{m.target.label}, {r.label}: {conns:,} new upstream connections for "
+                                f"{int(r.values.get('upstream_requests', 0)):,} requests: the upstream pool is not "
+                                f"keeping connections alive")
+    for key, problems in log_problems.items():
+        if problems:
+            warnings.append(f"{TARGET_LABELS[key]} logged {len(problems)} error lines, e.g. {problems[0][:300]!r}: "
+                            f"its numbers include that error handling")
+    busiest = max(((r.others_percent or 0.0, f"{m.target.label}, {r.label}")
+                   for m in results.values() for r in (m.c1, m.c32)), default=(0.0, ""))
+    if busiest[0] > OTHER_LOAD_WARNING_PERCENT:
+        warnings.append(f"other processes took up to {busiest[0]:.0f}% of the server's core during a measured run "
+                        f"({busiest[1]}): this machine was busy, the numbers are disturbed; run again when it is idle")
+    extra_env = " ".join(f"{k}={v}" for k, v in args.env.items())
     elapsed = time.monotonic() - started
     summary = "\n".join([
         f"## Gateway load benchmark, {when:%Y-%m-%d %H:%M:%S} UTC",
@@ -939,7 +1298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"API: our gateway `POST {requests['ours'][0]}`, MLflow's `POST {requests['mlflow'][0]}`; "
         f"fake upstream nginx `POST /v1/chat/completions`. Servers pinned to CPU {args.server_cpu}, "
         f"wrk and nginx to CPU {args.client_cpu}; {args.warmup} s warm-up, {args.duration} s per run"
-        f"{'; our gateway with REDIS_URL=' + args.redis if args.redis else ''}.",
+        f"{'; our gateway with REDIS_URL=' + args.redis if args.redis else ''}"
+        f"{'; our gateway with ' + extra_env if extra_env else ''}; niceness {args.nice}.",
         "",
         table,
         "",
@@ -947,6 +1307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         *(f"- {n}" for n in notes),
         *(f"- WARNING: {f}" for f in failures),
+        *(f"- WARNING: {w}" for w in warnings),
         f"- whole run {elapsed:.0f} s (installs {install_seconds:.0f} s)",
     ])
     print(summary)
@@ -963,7 +1324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts += ["", "## Where our gateway spends its time (py-spy)", "", profile_text]
     parts += ["", "## Raw wrk output", ""]
     for m in results.values():
-        for r in (m.warmup, m.c1, m.c32):
+        for r in m.runs:
             parts += [f"### {m.target.label}, {r.label}", "", "```", r.raw.strip(), "```", ""]
     out.write_text("\n".join(parts) + "\n")
     log(f"wrote {out.relative_to(ROOT)}")
