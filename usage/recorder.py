@@ -102,7 +102,13 @@ class UsageRecorder:
             batch, self._buffer = self._buffer, []
             if not batch:
                 return 0
-            written, keep = await self._write(batch)
+            try:
+                written, keep = await self._write(batch)
+            except BaseException:
+                # Cancelled mid-write (shutdown): the batch may or may not have landed. Keep it; the
+                # final flush writes it again, and writes are idempotent by request id.
+                self._buffer[:0] = batch
+                raise
             if keep:
                 self._buffer[:0] = keep
             return written
