@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -35,7 +34,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
 
 _MAX_LENGTHS: dict[str, int] = {
     f.name: int(f.max_length) for f in UsageEvent._meta.concrete_fields if isinstance(f, CharField) and f.max_length
@@ -108,31 +106,13 @@ def limiter_build() -> Limiter:
     )
 
 
-@dataclass(frozen=True)
-class _Free:
-    input_per_mtok: Decimal = Decimal(0)
-    output_per_mtok: Decimal = Decimal(0)
-
-
-_MOCK_FREE = _Free()
-
-
 def _price_now(provider: str, model: str) -> Priced | None:
-    try:
-        from . import pricing  # type: ignore[attr-defined]  # the price table, with the usage pipeline
-    except ImportError:  # not landed yet: only the free mock is priced; money budgets on others refuse
-        return _MOCK_FREE if provider == "mock" else None
     return pricing.price_lookup(pricing.price_table(), provider=provider, model=model, at=datetime.now(UTC))
 
 
 def limits_table_load() -> LimitsTable:
     """Every limit, for the serving snapshot (sync ORM; also makes sure prices are loaded)."""
-    try:
-        from . import pricing  # type: ignore[attr-defined]
-    except ImportError:
-        pass
-    else:
-        pricing.price_table_ensure()
+    pricing.price_table_ensure()
     return limits_services.limits_table_load()
 
 

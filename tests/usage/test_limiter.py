@@ -102,6 +102,7 @@ async def test_refused_call_charges_nothing_anywhere(store: Any, prefix: str) ->
     assert "30 tokens per minute" in exc.value.message and "needs up to 22 tokens" in exc.value.message
     checks = table.checks_for(CALLER, time.time())
     # The route's own counter was not charged by the refused call either.
+    await lim.store.drain()
     assert sorted(lim.counters(checks)) == [(1, 22, 42_000), (1, 22, 42_000)]
 
 
@@ -114,12 +115,15 @@ async def test_settle_replaces_the_reservation_with_real_usage(store: Any, prefi
     await lim.settle(reservation, Usage(input_tokens=2, output_tokens=9))
     await lim.settle(reservation, Usage(input_tokens=2, output_tokens=9))  # twice: no effect
     check = table.checks_for(CALLER, time.time())
+    await lim.store.drain()
     assert lim.counters(check) == [(1, 11, 2 * 1000 + 9 * 2000)]
     failed = await lim.reserve(table, CALLER, chat(), route_max_tokens=None)
     await lim.settle(failed, RELEASE)  # a failed call: tokens and money released, the call counted
+    await lim.store.drain()
     assert lim.counters(check) == [(2, 11, 20_000)]
     aborted = await lim.reserve(table, CALLER, chat(), route_max_tokens=None)
     await lim.settle(aborted, None)  # usage unknown: the reservation stays whole
+    await lim.store.drain()
     assert lim.counters(check) == [(3, 33, 62_000)]
 
 
@@ -206,6 +210,7 @@ async def test_overshoot_never_exceeds_the_excess_over_reservations(store: Any, 
                 admitted += 1
             except LimitExceeded:
                 pass
+        await lim.store.drain()
         (_, tokens, usd), = lim.counters(checks)
         assert tokens <= cap + over_tokens
         assert usd <= 2_000_000 + over_usd

@@ -66,6 +66,16 @@ class Reservation:
     settled: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    checks: list[Check]
+    keys: list[str]
+    expire_at: list[int]
+    caps: list[Triple]
+    meters_usage: bool
+    meters_money: bool
+
+
 def _fmt(metric: str, amount: int) -> str:
     if metric == "usd":
         return f"USD {micros_to_usd(amount).normalize():f}"
@@ -105,6 +115,9 @@ class Limiter:
         self.expiry_slack_seconds = expiry_slack_seconds
         self._last_open_log = 0.0
         self._open_suppressed = 0
+        self._plans: dict[tuple[int, int, int, str, str], _Plan] = {}
+        self._plans_table: LimitsTable | None = None
+        self._plans_minute = -1
 
     async def reserve(self, table: LimitsTable, caller: Caller, request: StdRequest, *,
                       route_max_tokens: int | None) -> Reservation | None:
@@ -115,13 +128,13 @@ class Limiter:
         is reserved. None when no limit applies (or the store is down and the limiter fails open).
         """
         now = time.time()
-        checks = table.checks_for(caller, now)
-        meters_usage = any(c.tokens != NO_CAP or c.usd_micros != NO_CAP for c in checks)
-        apply_output_cap(request, route_max_tokens or (self.default_max_tokens if meters_usage else None))
+        plan = self._plan(table, caller, now)
+        checks = plan.checks
+        apply_output_cap(request, route_max_tokens or (self.default_max_tokens if plan.meters_usage else None))
         if not checks:
             return None
         price = self.price_of(caller.provider, caller.model)
-        if price is None and any(c.usd_micros != NO_CAP for c in checks):
+        if price is None and plan.meters_money:
             raise ModelNotPriced(
                 f"Route '{caller.route_name}' has a money budget, but model '{caller.model}' of provider "
                 f"'{caller.provider}' has no price: an admin must add one before it can be called."
@@ -130,12 +143,9 @@ class Limiter:
         output_tokens = output_tokens_bound(request)
         tokens = input_tokens + output_tokens
         usd = cost_micros(price, input_tokens, output_tokens) if price else 0
-        keys = [c.key(self.key_prefix) for c in checks]
+        keys = plan.keys
         try:
-            result = await self.store.reserve(
-                keys, [c.window_end + self.expiry_slack_seconds for c in checks], [c.caps() for c in checks],
-                (1, tokens, usd),
-            )
+            result = await self.store.reserve(keys, plan.expire_at, plan.caps, (1, tokens, usd))
         except LimitStoreUnavailable as exc:
             if not self.fail_open:
                 raise LimiterUnavailable(
@@ -149,6 +159,26 @@ class Limiter:
                                 {"calls": 1, "tokens": tokens, "usd": usd}, now)
         return Reservation(keys=keys, tokens=tokens, usd_micros=usd, price=price,
                            headers=rate_headers(checks, result.values, now))
+
+    def _plan(self, table: LimitsTable, caller: Caller, now: float) -> _Plan:
+        """The counters of this caller on this route now, cached for the minute (windows move at most
+        once a minute) and for the table (a new snapshot brings a new table)."""
+        minute = int(now // 60)
+        if table is not self._plans_table or minute != self._plans_minute:
+            self._plans, self._plans_table, self._plans_minute = {}, table, minute
+        ident = (caller.route_id, caller.consumer_id, caller.team_id, caller.provider, caller.model)
+        plan = self._plans.get(ident)
+        if plan is None:
+            checks = table.checks_for(caller, now)
+            plan = self._plans[ident] = _Plan(
+                checks=checks,
+                keys=[c.key(self.key_prefix) for c in checks],
+                expire_at=[c.window_end + self.expiry_slack_seconds for c in checks],
+                caps=[c.caps() for c in checks],
+                meters_usage=any(c.tokens != NO_CAP or c.usd_micros != NO_CAP for c in checks),
+                meters_money=any(c.usd_micros != NO_CAP for c in checks),
+            )
+        return plan
 
     def _refusal(self, check: Check, metric: str, values: Triple, wanted: dict[str, int],
                  now: float) -> LimitExceeded:

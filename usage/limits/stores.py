@@ -10,13 +10,19 @@ expire after its window); otherwise it changes nothing and says which counter an
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 import redis.asyncio as aioredis
+
+logger = logging.getLogger(__name__)
 
 Triple = tuple[int, int, int]
 METRICS = ("calls", "tokens", "usd")
@@ -85,7 +91,14 @@ class LimitStore(Protocol):
 
     def read(self, keys: Sequence[str]) -> list[Triple]: ...
 
+    async def drain(self) -> None: ...
+
     async def aclose(self) -> None: ...
+
+
+@functools.cache
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()  # the name Redis gives a script
 
 
 def _parse_reserve(raw: Sequence[int]) -> ReserveResult:
@@ -96,42 +109,109 @@ def _parse_reserve(raw: Sequence[int]) -> ReserveResult:
                          refused_index=int(raw[1]) - 1, refused_metric=METRICS[int(raw[2]) - 1])
 
 
+@dataclass(slots=True)
+class _Op:
+    sha: str
+    keys: list[str]
+    args: list[int]
+    future: asyncio.Future[Any] | None  # None: nobody waits (a reconcile)
+
+
 class RedisLimitStore:
-    """Counters in Redis, shared by every process: exact across processes and servers."""
+    """Counters in Redis, shared by every process: exact across processes and servers.
+
+    Calls are auto-pipelined: every script call made in one turn of the event loop goes to Redis in
+    one pipeline (one write, one read), so under load many calls share a round trip; a lone call
+    still goes at once. Each script stays atomic on its own. Reconciles are sent the same way but
+    not waited for: the answer goes out without waiting for them.
+    """
 
     name = "redis"
 
     def __init__(self, url: str, *, timeout: float = 0.5, max_connections: int = 64) -> None:
-        # A bounded pool that waits for a free connection: a burst of calls queues for a few
-        # microseconds each instead of opening a connection per call (or failing "too many").
+        # A bounded pool that waits for a free connection: a burst queues briefly instead of
+        # opening a connection per call (or failing "too many connections").
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=max(timeout, 1.0),
             socket_timeout=timeout, socket_connect_timeout=timeout,
         )
         self._redis = aioredis.Redis(connection_pool=pool)
-        self._reserve = self._redis.register_script(RESERVE_LUA)
-        self._adjust = self._redis.register_script(ADJUST_LUA)
+        self._scripts = {_sha(RESERVE_LUA): RESERVE_LUA, _sha(ADJUST_LUA): ADJUST_LUA}
+        self._pending: list[_Op] = []
+        self._flush_scheduled = False
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._url, self._timeout = url, timeout
         self._sync: redis.Redis | None = None
+
+    # ---- auto-pipelining
+
+    def _submit(self, sha: str, keys: list[str], args: list[int], *, wait: bool) -> asyncio.Future[Any] | None:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future() if wait else None
+        self._pending.append(_Op(sha, keys, args, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _execute(self, batch: list[_Op]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for op in batch:
+            pipe.evalsha(op.sha, len(op.keys), *op.keys, *op.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _send(self, batch: list[_Op]) -> None:
+        try:
+            results = await self._execute(batch)
+            missing = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
+            if missing:  # a new or flushed Redis: load the scripts and send those calls again
+                for script in self._scripts.values():
+                    await self._redis.script_load(script)
+                for i, result in zip(missing, await self._execute([batch[i] for i in missing]), strict=True):
+                    results[i] = result
+        except (redis.RedisError, OSError) as exc:
+            results = [exc] * len(batch)
+        for op, result in zip(batch, results, strict=True):
+            if op.future is None:
+                if isinstance(result, Exception):
+                    # The reservation stays charged: counters over-count until their window ends.
+                    logger.error("could not reconcile a limits reservation (%s); it stays charged", result)
+            elif not op.future.done():
+                if isinstance(result, Exception):
+                    op.future.set_exception(LimitStoreUnavailable(str(result)))
+                else:
+                    op.future.set_result(result)
+
+    async def drain(self) -> None:
+        """Wait until every call submitted so far has been answered (tests, shutdown)."""
+        while self._pending or self._in_flight or self._flush_scheduled:
+            self._flush()
+            if self._in_flight:
+                await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+
+    # ---- the store
 
     async def reserve(self, keys: Sequence[str], expire_at: Sequence[int], caps: Sequence[Triple],
                       amounts: Triple) -> ReserveResult:
         args: list[int] = list(amounts)
         for when, cap in zip(expire_at, caps, strict=True):
             args += [when, *cap]
-        try:
-            raw = await self._reserve(keys=list(keys), args=args)
-        except redis.RedisError as exc:
-            raise LimitStoreUnavailable(str(exc)) from exc
-        return _parse_reserve(raw)
+        future = self._submit(_sha(RESERVE_LUA), list(keys), args, wait=True)
+        assert future is not None
+        return _parse_reserve(await future)
 
     async def adjust(self, keys: Sequence[str], deltas: Triple) -> None:
-        if not keys or deltas == (0, 0, 0):
-            return
-        try:
-            await self._adjust(keys=list(keys), args=list(deltas))
-        except redis.RedisError as exc:
-            raise LimitStoreUnavailable(str(exc)) from exc
+        """Queue the reconcile and return at once (errors are logged; the reservation then stays)."""
+        if keys and deltas != (0, 0, 0):
+            self._submit(_sha(ADJUST_LUA), list(keys), list(deltas), wait=False)
 
     def read(self, keys: Sequence[str]) -> list[Triple]:
         """Current counters (sync: for the management API)."""
@@ -147,6 +227,7 @@ class RedisLimitStore:
         return [(int(r[0] or 0), int(r[1] or 0), int(r[2] or 0)) for r in rows]
 
     async def aclose(self) -> None:
+        await self.drain()
         await self._redis.aclose()
 
 
@@ -216,6 +297,9 @@ class MemoryLimitStore:
             values = self._get(key, now) or [0, 0, 0]
             out.append((values[0], values[1], values[2]))
         return out
+
+    async def drain(self) -> None:
+        return None
 
     def clear(self) -> None:
         self._counters.clear()
