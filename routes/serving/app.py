@@ -7,6 +7,7 @@ the route/key snapshot and its refresher, the usage recorder.
 from __future__ import annotations
 
 import contextlib
+import gc
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -110,6 +111,10 @@ def build_serving_app() -> Starlette:
         app.state.serving = state
         await state.snapshot.start()
         state.recorder.start()
+        # Django, the providers and the snapshot are loaded: move them out of the collector's sight,
+        # so full collections stop rescanning a heap that never changes (it lifted p99 in the prototype).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

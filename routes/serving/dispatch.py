@@ -46,6 +46,8 @@ class Served:
 
 def plan(snapshot: Snapshot, route: RouteEntry, rng: random.Random) -> list[RouteEntry]:
     """The order to try: one of the route's weighted targets, then its fallbacks (enabled, same type)."""
+    if not route.splits and not route.fallbacks:
+        return [route]
 
     def usable(name: str) -> RouteEntry | None:
         entry = snapshot.routes.get(name)

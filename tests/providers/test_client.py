@@ -6,6 +6,7 @@ import socket
 import time
 import traceback
 
+import httpx
 import pytest
 
 from providers.base import (
@@ -224,3 +225,16 @@ async def test_a_failing_error_mapper_still_yields_an_upstream_error(
         await execute(_BrokenErrorMapper(), broken, CHAT, client=client)
     assert (caught.value.status, caught.value.code) == (502, "UPSTREAM_ERROR")
     assert "HTTP 500" in caught.value.message
+
+
+async def test_a_cookie_one_vendor_answer_sets_never_rides_on_the_next_call() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"Set-Cookie": "session=consumer-a; Path=/"}, json={})
+
+    async with UpstreamClient(transport=httpx.MockTransport(handler)) as shared:
+        for _ in range(2):
+            await shared.send(UpstreamRequest("POST", "http://vendor.test/v1/x", {}, json={}))
+    assert seen == [None, None]
