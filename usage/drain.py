@@ -17,11 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
 
 from .events import UsageEventData
 from .services import usage_events_write
-from .stream import EVENT_FIELD, StreamNames, entries_ack, entries_dead_letter, group_ensure
+from .stream import BATCH_FIELD, EVENT_FIELD, StreamNames, entries_ack, entries_dead_letter, group_ensure
 
 logger = logging.getLogger(__name__)
 
@@ -44,22 +45,37 @@ class DrainResult:
     errors: list[str] = field(default_factory=list)
 
 
-Decoded = list[tuple[Any, UsageEventData]]
+Decoded = list[tuple[Any, UsageEventData]]  # (entry id, event)
 Refused = list[tuple[Any, bytes | None, str]]  # (entry id, raw event, reason)
 
 
 def _decode(entries: list[tuple[Any, dict[Any, Any]]]) -> tuple[Decoded, Refused]:
+    """The events of each entry (a `b` batch or one `e` event); undecodable ones, one by one."""
     good: Decoded = []
     bad: Refused = []
     for entry_id, fields in entries:
-        raw = (fields or {}).get(EVENT_FIELD)
-        if raw is None:
+        batch, single = fields.get(BATCH_FIELD), fields.get(EVENT_FIELD)
+        if batch is not None:
+            try:
+                items = orjson.loads(batch)
+            except orjson.JSONDecodeError as exc:
+                bad.append((entry_id, batch, f"not JSON: {exc}"))
+                continue
+            if not isinstance(items, list):
+                bad.append((entry_id, batch, "a batch entry must be a JSON array"))
+                continue
+            for item in items:
+                try:
+                    good.append((entry_id, UsageEventData.from_wire_dict(item)))
+                except ValueError as exc:
+                    bad.append((entry_id, orjson.dumps(item), str(exc)))
+        elif single is not None:
+            try:
+                good.append((entry_id, UsageEventData.from_wire(single)))
+            except ValueError as exc:
+                bad.append((entry_id, single, str(exc)))
+        else:
             bad.append((entry_id, None, "no event field"))
-            continue
-        try:
-            good.append((entry_id, UsageEventData.from_wire(raw)))
-        except ValueError as exc:
-            bad.append((entry_id, raw, str(exc)))
     return good, bad
 
 
@@ -70,6 +86,7 @@ def _deliveries(client: redis.Redis, names: StreamNames, entry_id: Any) -> int:
 
 def _process(client: redis.Redis, names: StreamNames, entries: list[tuple[Any, dict[Any, Any]]],
              result: DrainResult) -> None:
+    """Store one read's events, then acknowledge their entries (all of them, or none on failure)."""
     # An entry deleted from the stream while still pending comes back without fields: nothing to
     # store, but it must leave the pending list or it would be read again for ever.
     gone = [i for i, f in entries if not f]
@@ -79,45 +96,48 @@ def _process(client: redis.Redis, names: StreamNames, entries: list[tuple[Any, d
     if not entries:
         return
     good, bad = _decode(entries)
+    ids = list(dict.fromkeys(i for i, _ in entries))
+    if good:
+        try:
+            usage_events_write(events=[e for _, e in good])
+        except Exception as exc:
+            logger.exception("writing a batch of %d usage events failed; trying them one by one", len(good))
+            result.errors.append(repr(exc))
+            _process_one_by_one(client, names, good, bad, ids, result)
+            return
     if bad:
-        logger.error("usage stream: %d undecodable entries moved to %s", len(bad), names.dead)
+        logger.error("usage stream: %d undecodable events copied to %s", len(bad), names.dead)
         entries_dead_letter(client, names, bad)
         result.dead_lettered += len(bad)
-    if not good:
-        return
-    try:
-        usage_events_write(events=[e for _, e in good])
-    except Exception as exc:
-        logger.exception("writing a batch of %d usage events failed; trying them one by one", len(good))
-        result.errors.append(repr(exc))
-        _process_one_by_one(client, names, good, result)
-        return
-    entries_ack(client, names, [i for i, _ in good])  # only after the commit
+    entries_ack(client, names, ids)  # only after the commit
     result.written += len(good)
     result.batches += 1
 
 
-def _process_one_by_one(client: redis.Redis, names: StreamNames, good: list[tuple[Any, UsageEventData]],
+def _process_one_by_one(client: redis.Redis, names: StreamNames, good: Decoded, bad: Refused, ids: list[Any],
                         result: DrainResult) -> None:
-    written: list[Any] = []
     refused: list[tuple[Any, UsageEventData, str]] = []
+    written = 0
     for entry_id, event in good:
         try:
             usage_events_write(events=[event])
-            written.append(entry_id)
+            written += 1
         except Exception as exc:
             refused.append((entry_id, event, repr(exc)))
-    entries_ack(client, names, written)
-    result.written += len(written)
+    result.written += written
     if refused and not written:
-        # Nothing went in: most likely the database is down, not the events. Leave them pending.
+        # Nothing went in: most likely the database is down, not the events. Leave them all pending.
         raise DrainIncomplete(f"the database refused {len(refused)} usage events: {refused[0][2]}")
-    dead: Refused = [(i, e.to_wire(), reason) for i, e, reason in refused
-                     if _deliveries(client, names, i) >= MAX_DELIVERIES]
+    # An event the database keeps refusing on its own goes to the dead-letter stream after
+    # MAX_DELIVERIES deliveries of its entry; until then its entry stays pending (the written events
+    # of that entry are skipped as duplicates next time).
+    waiting = {i for i, _, _ in refused if _deliveries(client, names, i) < MAX_DELIVERIES}
+    dead: Refused = [*bad, *((i, e.to_wire(), reason) for i, e, reason in refused if i not in waiting)]
     entries_dead_letter(client, names, dead)
     result.dead_lettered += len(dead)
-    if len(dead) < len(refused):
-        raise DrainIncomplete(f"{len(refused) - len(dead)} usage events refused for now; they stay pending")
+    entries_ack(client, names, [i for i in ids if i not in waiting])
+    if waiting:
+        raise DrainIncomplete(f"{len(waiting)} usage stream entries refused for now; they stay pending")
 
 
 def usage_stream_drain(*, client: redis.Redis, names: StreamNames, consumer: str, batch_size: int = 500,

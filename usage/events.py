@@ -1,14 +1,15 @@
 """The usage event as plain data: what the serving half hands to the recorder for every call.
 
-It crosses a process boundary on the Redis stream, so it has a wire form (`to_wire` / `from_wire`):
-versioned JSON where money travels as decimal strings (never floats) and unknown fields are ignored,
-so a drain worker and serving processes of neighbouring releases understand each other.
+It crosses a process boundary on the Redis stream, so it has a wire form (`wire_dict`, `to_wire`,
+`events_to_wire` for a batch; `from_wire_dict`, `from_wire` back): versioned JSON where money travels
+as decimal strings (never floats) and unknown fields are ignored, so a drain worker and serving
+processes of neighbouring releases understand each other.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -56,28 +57,28 @@ class UsageEventData:
     cost_usd: Decimal | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # A flat shallow copy: dataclasses.asdict deep-copies every value, ~20x slower for no gain here.
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
 
-    def to_wire(self) -> bytes:
-        """The event as compact JSON for the stream (decimals as strings, datetimes as ISO 8601)."""
+    def wire_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready data (decimals as strings; orjson writes datetimes as ISO 8601)."""
         data = self.as_dict()
         for name in _DECIMAL_FIELDS:
             if data[name] is not None:
                 data[name] = str(data[name])
         data["v"] = WIRE_VERSION
-        return orjson.dumps(data)
+        return data
+
+    def to_wire(self) -> bytes:
+        """The event as compact JSON (one stream entry's `e` field)."""
+        return orjson.dumps(self.wire_dict())
 
     @classmethod
-    def from_wire(cls, raw: bytes | str) -> UsageEventData:
-        """Parse `to_wire` output; ValueError (with the reason) if it is not a usable event."""
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"not JSON: {exc}") from None
+    def from_wire_dict(cls, data: Any) -> UsageEventData:
+        """Parse `wire_dict` output; ValueError (with the reason) if it is not a usable event."""
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs = {k: v for k, v in data.items() if k in _FIELD_NAMES}
         try:
             kwargs["created_at"] = datetime.fromisoformat(kwargs["created_at"])
             for name in _DECIMAL_FIELDS:
@@ -89,3 +90,20 @@ class UsageEventData:
         if not event.request_id or not isinstance(event.request_id, str) or event.created_at.tzinfo is None:
             raise ValueError("a usage event needs a request_id and an aware created_at")
         return event
+
+    @classmethod
+    def from_wire(cls, raw: bytes | str) -> UsageEventData:
+        """Parse `to_wire` output; ValueError (with the reason) if it is not a usable event."""
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+        return cls.from_wire_dict(data)
+
+
+def events_to_wire(events: Sequence[UsageEventData]) -> bytes:
+    """Several events as one JSON array (one stream entry's `b` field: one XADD for a whole batch)."""
+    return orjson.dumps([e.wire_dict() for e in events])
+
+
+_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(UsageEventData))

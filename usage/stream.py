@@ -1,9 +1,11 @@
 """The usage stream in Redis: names, and the few commands both sides use.
 
-Serving processes XADD one entry per call (field `e`: the event's wire JSON) and never trim the
-stream; the drain reads it through one consumer group and deletes an entry only after acknowledging
-it, which it does only once the event is committed to the database. Entries that cannot be decoded
-are moved to the dead-letter stream `<stream>:dead` (with the reason) instead of being dropped.
+Serving processes XADD what they recorded since their last append as one entry (field `b`: a JSON
+array of events, at most MAX_EVENTS_PER_ENTRY; one-event entries with field `e` are read too) and never
+trim the stream. The drain reads it through one consumer group and deletes an entry only after
+acknowledging it, which it does only once its events are committed to the database. Events that
+cannot be decoded are copied to the dead-letter stream `<stream>:dead` (with the reason) instead of
+being dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any
 import redis
 from django.conf import settings
 
-EVENT_FIELD = b"e"
+EVENT_FIELD = b"e"  # one event
+BATCH_FIELD = b"b"  # a JSON array of events
+MAX_EVENTS_PER_ENTRY = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +82,14 @@ def entries_ack(client: redis.Redis, names: StreamNames, ids: list[Any]) -> None
         pipe.execute()
 
 
-def entries_dead_letter(client: redis.Redis, names: StreamNames, entries: list[tuple[Any, bytes | None, str]]) -> None:
-    """Move undecodable or refused entries to the dead-letter stream (kept whole, with the reason)."""
-    if not entries:
+def entries_dead_letter(client: redis.Redis, names: StreamNames, items: list[tuple[Any, bytes | None, str]]) -> None:
+    """Copy undecodable or refused events to the dead-letter stream (kept whole, with the reason).
+
+    The caller acknowledges their entries afterwards (a crash in between copies them twice, never zero
+    times)."""
+    if not items:
         return
-    with client.pipeline(transaction=True) as pipe:
-        for entry_id, raw, reason in entries:
+    with client.pipeline(transaction=False) as pipe:
+        for entry_id, raw, reason in items:
             pipe.xadd(names.dead, {"id": entry_id, "e": raw or b"", "reason": reason[:500]})
-        ids = [entry_id for entry_id, _, _ in entries]
-        pipe.xack(names.stream, names.group, *ids)
-        pipe.xdel(names.stream, *ids)
         pipe.execute()

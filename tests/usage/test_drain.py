@@ -13,6 +13,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from asgiref.sync import sync_to_async
@@ -22,7 +23,7 @@ from usage.events import UsageEventData
 from usage.models import UsageEvent
 from usage.recorder import RedisStreamRecorder
 from usage.services import usage_events_write
-from usage.stream import EVENT_FIELD, StreamNames, group_ensure
+from usage.stream import BATCH_FIELD, EVENT_FIELD, StreamNames, group_ensure
 
 pytestmark = pytest.mark.django_db
 
@@ -103,6 +104,17 @@ def test_an_undecodable_entry_goes_to_the_dead_letter_stream_and_blocks_nothing(
     assert len(dead) == 2 and b"not JSON" in dead[0][1][b"reason"]
     assert dead[0][1][b"e"] == b"{not json"  # kept whole for a person to look at
     assert stored([good]) == 1
+
+
+def test_a_batch_entry_with_one_bad_event_stores_the_others(rclient, names, make_event) -> None:
+    good = [make_event() for _ in range(3)]
+    items = [good[0].wire_dict(), {"request_id": "no-time"}, good[1].wire_dict(), good[2].wire_dict()]
+    rclient.xadd(names.stream, {BATCH_FIELD: orjson.dumps(items)})
+    result = drain(rclient, names)
+    assert (result.written, result.dead_lettered, result.pending_left) == (3, 1, 0)
+    assert stored(good) == 3 and rclient.xlen(names.stream) == 0
+    [(_, dead)] = rclient.xrange(names.dead)
+    assert b"no-time" in dead[b"e"] and b"created_at" in dead[b"reason"]
 
 
 def test_a_database_outage_leaves_the_batch_pending_for_the_retry(rclient, names, make_event, monkeypatch) -> None:
@@ -197,7 +209,9 @@ async def test_redis_down_while_recording_keeps_events_then_appends_them(private
     await recorder.stop()
     client = redis.Redis.from_url(private_redis.url)
     try:
-        assert client.xlen(names.stream) == 5
+        entries = client.xrange(names.stream)
+        appended = [e["request_id"] for _, fields in entries for e in orjson.loads(fields[BATCH_FIELD])]
+        assert sorted(appended) == sorted(e.request_id for e in events)
     finally:
         client.close()
 
