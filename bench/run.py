@@ -1126,11 +1126,19 @@ class MiniRedis:
         raise BenchError(f"unexpected Redis reply {line[:80]!r}")
 
     def stream_entries(self) -> int:
-        """Entries in all the streams of the database (the usage stream, whatever its name)."""
+        """Usage events in all the streams of the database (the usage stream, whatever its name).
+
+        An entry holds one event (field `e`) or a JSON array of a batch of them (field `b`).
+        """
         keys = self.run(("KEYS", "*"))[0] or []
         types = self.run(*[("TYPE", k) for k in keys]) if keys else []
-        streams = [k for k, t in zip(keys, types, strict=True) if t == "stream"]
-        return sum(self.run(*[("XLEN", k) for k in streams])) if streams else 0
+        streams = [k for k, t in zip(keys, types, strict=True) if t == "stream" and not k.endswith(":dead")]
+        events = 0
+        for entries in self.run(*[("XRANGE", k, "-", "+") for k in streams]) if streams else []:
+            for _entry_id, fields in entries or []:
+                values = dict(zip(fields[::2], fields[1::2], strict=True))
+                events += len(json.loads(values["b"])) if "b" in values else 1
+        return events
 
 
 LOCK_PATH = Path(tempfile.gettempdir()) / "gateway-bench.lock"
