@@ -52,7 +52,6 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from providers.base import (
-    ChatMessage,
     ChatRequest,
     ChatResponse,
     CommonParams,
@@ -68,15 +67,18 @@ from providers.base import (
     StdRequest,
     StdResponse,
     Target,
-    UpstreamError,
     UpstreamRequest,
     UpstreamResponse,
     Usage,
 )
 from providers.common import (
+    json_object,
     load_json,
-    retry_after_seconds,
-    safe_vendor_message,
+    map_vendor_error,
+    mid_stream_error,
+    prompt_as_chat,
+    refuse_penalties,
+    validation_errors_text,
     vendor_error_message,
 )
 from providers.openai import OpenAIStreamParser, chat_from_vendor
@@ -87,7 +89,6 @@ DEFAULT_API_BASE = "https://api.ai21.com"
 CHAT_PATH = "/studio/v1/chat/completions"
 J2_PREFIX = "j2-"
 J2_FINISH_REASONS = {"endoftext": "stop", "stop": "stop", "length": "length"}
-_BAD_REQUEST_STATUSES = frozenset({400, 404, 413, 422})
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +111,7 @@ def is_j2(model: str) -> bool:
 
 
 def _refuse_penalties(params: CommonParams) -> None:
-    penalties = {"presence_penalty": params.presence_penalty, "frequency_penalty": params.frequency_penalty}
-    refused = [name for name, value in penalties.items() if value]
-    if refused:
-        raise InvalidRequest(f"{' and '.join(refused)} not supported by provider 'ai21labs'; leave them unset or 0.")
+    refuse_penalties(params, "provider 'ai21labs'")
 
 
 def chat_to_vendor(request: ChatRequest, *, model: str) -> dict[str, Any]:
@@ -155,10 +153,6 @@ def j2_to_vendor(request: CompletionsRequest) -> dict[str, Any]:
     return body
 
 
-def _as_chat(request: CompletionsRequest) -> ChatRequest:
-    return ChatRequest(messages=[ChatMessage(role="user", content=request.prompt)], params=request.params)
-
-
 def build_upstream_request(
     settings: AI21Settings, *, model: str, api_key: str, request: StdRequest, stream: bool = False
 ) -> UpstreamRequest:
@@ -174,7 +168,7 @@ def build_upstream_request(
     if isinstance(request, ChatRequest):
         body = chat_to_vendor(request, model=model)
     elif isinstance(request, CompletionsRequest):
-        body = chat_to_vendor(_as_chat(request), model=model)
+        body = chat_to_vendor(prompt_as_chat(request), model=model)
     else:
         raise InvalidRequest("Provider 'ai21labs' has no embeddings API.")
     if stream:
@@ -243,47 +237,18 @@ def jamba_completions_from_vendor(data: Any, *, model: str) -> CompletionsRespon
 def error_message(body: bytes) -> str | None:
     """The message of an AI21 error body: FastAPI's `detail` (a string, or a list of `{loc, msg}`), or a
     common shape."""
-    try:
-        data = load_json(body)
-    except ValueError:
-        return None
-    detail = data.get("detail") if isinstance(data, Mapping) else None
+    data = json_object(body)
+    detail = data.get("detail") if data is not None else None
     if isinstance(detail, str):
         return detail
     if isinstance(detail, list):
-        parts = []
-        for item in detail:
-            if isinstance(item, Mapping):
-                loc = ".".join(str(p) for p in item.get("loc") or [] if p != "body")
-                parts.append(f"{loc}: {item.get('msg')}" if loc else str(item.get("msg")))
-        return "; ".join(parts) or None
+        return validation_errors_text(detail)
     return vendor_error_message(body)
 
 
 def error_from_vendor(response: UpstreamResponse, secrets: Secrets) -> GatewayError:
     """An AI21 error answer → the GatewayError callers see (never with a credential in it)."""
-    status = response.status
-    if status in (401, 403):
-        return UpstreamError(
-            "The upstream provider rejected the gateway's credentials for this route.",
-            code="UPSTREAM_AUTH_FAILED",
-        )
-    message = safe_vendor_message(error_message(response.body), secrets)
-    if status in _BAD_REQUEST_STATUSES:
-        return InvalidRequest(
-            f"The upstream provider rejected the request: {message or f'HTTP {status}'}",
-            code="UPSTREAM_BAD_REQUEST",
-        )
-    if status == 429:
-        return UpstreamError(
-            "The upstream provider's rate limit was reached" + (f": {message}" if message else "."),
-            code="UPSTREAM_RATE_LIMITED",
-            retry_after=retry_after_seconds(response.headers),
-        )
-    return UpstreamError(
-        f"The upstream provider answered with HTTP {status}" + (f": {message}" if message else "."),
-        code="UPSTREAM_ERROR",
-    )
+    return map_vendor_error(response, secrets, extract=error_message)
 
 
 class AI21StreamParser(OpenAIStreamParser):
@@ -297,9 +262,7 @@ class AI21StreamParser(OpenAIStreamParser):
         if '"detail"' in event.data or '"error"' in event.data:  # only then is it worth decoding twice
             payload = orjson.loads(event.data)
             if isinstance(payload, Mapping) and ("detail" in payload or "error" in payload):
-                text = error_message(event.data.encode()) or "stream error"
-                message = safe_vendor_message(text, self._ai21_secrets)
-                raise UpstreamError(f"The upstream provider failed mid-stream: {message}")
+                raise mid_stream_error(error_message(event.data.encode()) or "stream error", self._ai21_secrets)
         return super().event_chunk(event)
 
 

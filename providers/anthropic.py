@@ -83,12 +83,20 @@ from providers.base import (
     StdRequest,
     StdResponse,
     Target,
-    UpstreamError,
     UpstreamRequest,
     UpstreamResponse,
     Usage,
 )
-from providers.common import load_json, retry_after_seconds, safe_vendor_message, vendor_error_message
+from providers.common import (
+    as_mapping,
+    load_json,
+    map_vendor_error,
+    mid_stream_error,
+    optional_int,
+    optional_str,
+    prompt_as_chat,
+    refuse_penalties,
+)
 from providers.streaming import ChoiceDelta, ChunkParser, SSEEvent, StreamChunk, StreamParser
 
 DEFAULT_API_BASE = "https://api.anthropic.com"
@@ -105,7 +113,6 @@ FINISH_REASONS = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
-_BAD_REQUEST_STATUSES = frozenset({400, 404, 413, 422})
 _CACHE_INPUT_FIELDS = ("cache_creation_input_tokens", "cache_read_input_tokens")
 
 
@@ -148,12 +155,7 @@ def params_to_vendor(params: CommonParams, *, default_max_tokens: int) -> dict[s
             f"n (candidate_count) must be 1 for provider 'anthropic': its Messages API returns a "
             f"single candidate (got {params.n})."
         )
-    penalties = {"presence_penalty": params.presence_penalty, "frequency_penalty": params.frequency_penalty}
-    refused = [name for name, value in penalties.items() if value]
-    if refused:
-        raise InvalidRequest(
-            f"{' and '.join(refused)} not supported by provider 'anthropic'; leave them unset or 0."
-        )
+    refuse_penalties(params, "provider 'anthropic'")
     body: dict[str, Any] = {
         "max_tokens": params.max_tokens if params.max_tokens is not None else default_max_tokens
     }
@@ -208,8 +210,7 @@ def chat_to_vendor(request: ChatRequest, *, model: str, default_max_tokens: int)
 
 def completions_to_vendor(request: CompletionsRequest, *, model: str, default_max_tokens: int) -> dict[str, Any]:
     """A completions prompt is one user message."""
-    as_chat = ChatRequest(messages=[ChatMessage(role="user", content=request.prompt)], params=request.params)
-    return chat_to_vendor(as_chat, model=model, default_max_tokens=default_max_tokens)
+    return chat_to_vendor(prompt_as_chat(request), model=model, default_max_tokens=default_max_tokens)
 
 
 def build_upstream_request(
@@ -257,10 +258,10 @@ def usage_from_vendor(data: Mapping[str, Any]) -> Usage:
     usage = data.get("usage")
     if not isinstance(usage, Mapping):
         return Usage()
-    input_tokens = _optional_int(usage.get("input_tokens"))
+    input_tokens = optional_int(usage.get("input_tokens"))
     if input_tokens is not None:
-        input_tokens += sum(_optional_int(usage.get(name)) or 0 for name in _CACHE_INPUT_FIELDS)
-    return Usage(input_tokens=input_tokens, output_tokens=_optional_int(usage.get("output_tokens")))
+        input_tokens += sum(optional_int(usage.get(name)) or 0 for name in _CACHE_INPUT_FIELDS)
+    return Usage(input_tokens=input_tokens, output_tokens=optional_int(usage.get("output_tokens")))
 
 
 def chat_from_vendor(data: Mapping[str, Any], *, default_model: str) -> ChatResponse:
@@ -270,7 +271,7 @@ def chat_from_vendor(data: Mapping[str, Any], *, default_model: str) -> ChatResp
         model=str(data.get("model") or default_model),
         choices=[ChatChoice(index=0, message=message, finish_reason=finish_reason)],
         usage=usage_from_vendor(data),
-        id=_optional_str(data.get("id")),
+        id=optional_str(data.get("id")),
     )
 
 
@@ -282,7 +283,7 @@ def completions_from_vendor(data: Mapping[str, Any], *, default_model: str) -> C
         model=str(data.get("model") or default_model),
         choices=[choice],
         usage=usage_from_vendor(data),
-        id=_optional_str(data.get("id")),
+        id=optional_str(data.get("id")),
     )
 
 
@@ -299,30 +300,8 @@ def from_vendor_body(request: StdRequest, data: Any, *, default_model: str) -> S
 
 def error_from_vendor(response: UpstreamResponse, secrets: Secrets) -> GatewayError:
     """A vendor error answer → the GatewayError callers see (never with a credential in it)."""
-    status = response.status
-    if status in (401, 403):
-        return UpstreamError(
-            "The upstream provider rejected the gateway's credentials for this route.",
-            code="UPSTREAM_AUTH_FAILED",
-        )
-    message = safe_vendor_message(vendor_error_message(response.body), secrets)
-    if status in _BAD_REQUEST_STATUSES:
-        return InvalidRequest(
-            f"The upstream provider rejected the request: {message or f'HTTP {status}'}",
-            code="UPSTREAM_BAD_REQUEST",
-        )
-    if status == 429:
-        return UpstreamError(
-            "The upstream provider's rate limit was reached" + (f": {message}" if message else "."),
-            code="UPSTREAM_RATE_LIMITED",
-            retry_after=retry_after_seconds(response.headers),
-        )
     # 529 is Anthropic's "overloaded": as transient as a 503, and it may carry retry-after too.
-    return UpstreamError(
-        f"The upstream provider answered with HTTP {status}" + (f": {message}" if message else "."),
-        code="UPSTREAM_ERROR",
-        retry_after=retry_after_seconds(response.headers),
-    )
+    return map_vendor_error(response, secrets, retry_after_on_error=True)
 
 
 # ---------------------------------------------------------------- the stream (pure)
@@ -348,14 +327,13 @@ class AnthropicStreamParser(ChunkParser):
             raise TypeError("stream event is not a JSON object")
         kind = payload.get("type") or event.event
         if kind == "error":
-            error = _mapping(payload.get("error"))
-            text = str(error.get("message") or error.get("type") or "stream error")
-            raise UpstreamError(f"The upstream provider failed mid-stream: {safe_vendor_message(text, self._secrets)}")
+            error = as_mapping(payload.get("error"))
+            raise mid_stream_error(str(error.get("message") or error.get("type") or "stream error"), self._secrets)
         if kind == "message_start":
-            message = _mapping(payload.get("message"))
+            message = as_mapping(payload.get("message"))
             self._model = str(message.get("model") or self._model)
-            self._id = _optional_str(message.get("id"))
-            self._usage.update(_mapping(message.get("usage")))
+            self._id = optional_str(message.get("id"))
+            self._usage.update(as_mapping(message.get("usage")))
             return self._chunk(ChoiceDelta(index=0, role="assistant"))
         if kind == "content_block_start":
             block = payload.get("content_block")
@@ -368,8 +346,8 @@ class AnthropicStreamParser(ChunkParser):
             return None
         if kind == "message_delta":
             # Counts here are cumulative: they replace message_start's, field by field.
-            self._usage.update({k: v for k, v in _mapping(payload.get("usage")).items() if v is not None})
-            finish = finish_reason_from_vendor(_mapping(payload.get("delta")).get("stop_reason"))
+            self._usage.update({k: v for k, v in as_mapping(payload.get("usage")).items() if v is not None})
+            finish = finish_reason_from_vendor(as_mapping(payload.get("delta")).get("stop_reason"))
             usage = usage_from_vendor({"usage": self._usage})
             return self._chunk(ChoiceDelta(index=0, finish_reason=finish), usage=usage)
         return None  # ping, content_block_stop, message_stop, and event types added later
@@ -437,16 +415,3 @@ def _positive_int(value: Any) -> int | None:
         number = int(value.strip())
         return number if number >= 1 else None
     return None
-
-
-def _optional_str(value: Any) -> str | None:
-    text = str(value).strip() if value is not None else ""
-    return text or None
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _optional_int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -77,7 +77,15 @@ from providers.base import (
     UpstreamResponse,
     Usage,
 )
-from providers.common import load_json, retry_after_seconds, safe_vendor_message, vendor_error_message
+from providers.common import (
+    BAD_REQUEST_STATUSES,
+    as_mapping,
+    load_json,
+    map_vendor_error,
+    mid_stream_error,
+    optional_str,
+    prompt_as_chat,
+)
 from providers.streaming import ChoiceDelta, ChunkParser, SSEEvent, StreamChunk, StreamParser
 
 DEFAULT_API_BASE = "https://api.cohere.com"
@@ -96,7 +104,8 @@ FINISH_REASONS = {
     "TIMEOUT": "length",
     "TOOL_CALL": "tool_calls",
 }
-_BAD_REQUEST_STATUSES = frozenset({400, 404, 413, 422, 498})
+# 498: a deny-listed token in the request or the answer.
+_BAD_REQUEST_STATUSES = BAD_REQUEST_STATUSES | {498}
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +169,7 @@ def chat_to_vendor(request: ChatRequest, *, model: str) -> dict[str, Any]:
 
 def completions_to_vendor(request: CompletionsRequest, *, model: str) -> dict[str, Any]:
     """The v2 chat body for a completions request: the prompt as one user message."""
-    return chat_to_vendor(
-        ChatRequest(messages=[ChatMessage(role="user", content=request.prompt)], params=request.params),
-        model=model,
-    )
+    return chat_to_vendor(prompt_as_chat(request), model=model)
 
 
 def embeddings_to_vendor(request: EmbeddingsRequest, *, model: str, input_type: str) -> dict[str, Any]:
@@ -202,7 +208,7 @@ def usage_from_vendor(usage: Any, *, embeddings: bool = False) -> Usage:
     """
     if not isinstance(usage, Mapping):
         return Usage()
-    tokens, billed = _mapping(usage.get("tokens")), _mapping(usage.get("billed_units"))
+    tokens, billed = as_mapping(usage.get("tokens")), as_mapping(usage.get("billed_units"))
     input_tokens = _first_int(tokens.get("input_tokens"), billed.get("input_tokens"))
     output_tokens = _first_int(tokens.get("output_tokens"), billed.get("output_tokens"))
     if embeddings and output_tokens is None and input_tokens is not None:
@@ -251,7 +257,7 @@ def chat_from_vendor(data: Mapping[str, Any], *, model: str) -> ChatResponse:
         model=model,
         choices=[choice],
         usage=usage_from_vendor(data.get("usage")),
-        id=_optional_str(data.get("id")),
+        id=optional_str(data.get("id")),
     )
 
 
@@ -297,28 +303,7 @@ def from_vendor_body(request: StdRequest, data: Any, *, model: str) -> StdRespon
 
 def error_from_vendor(response: UpstreamResponse, secrets: Secrets) -> GatewayError:
     """A Cohere error answer → the GatewayError callers see (never with a credential in it)."""
-    status = response.status
-    if status in (401, 403):
-        return UpstreamError(
-            "The upstream provider rejected the gateway's credentials for this route.",
-            code="UPSTREAM_AUTH_FAILED",
-        )
-    message = safe_vendor_message(vendor_error_message(response.body), secrets)
-    if status in _BAD_REQUEST_STATUSES:
-        return InvalidRequest(
-            f"The upstream provider rejected the request: {message or f'HTTP {status}'}",
-            code="UPSTREAM_BAD_REQUEST",
-        )
-    if status == 429:
-        return UpstreamError(
-            "The upstream provider's rate limit was reached" + (f": {message}" if message else "."),
-            code="UPSTREAM_RATE_LIMITED",
-            retry_after=retry_after_seconds(response.headers),
-        )
-    return UpstreamError(
-        f"The upstream provider answered with HTTP {status}" + (f": {message}" if message else "."),
-        code="UPSTREAM_ERROR",
-    )
+    return map_vendor_error(response, secrets, bad_request_statuses=_BAD_REQUEST_STATUSES)
 
 
 # ---------------------------------------------------------------- the stream (pure)
@@ -339,7 +324,7 @@ class CohereStreamParser(ChunkParser):
         return StreamChunk(deltas=[delta], usage=usage, model=self._model, id=self._id)
 
     def _failed(self, text: str) -> UpstreamError:
-        return UpstreamError(f"The upstream provider failed mid-stream: {safe_vendor_message(text, self._secrets)}")
+        return mid_stream_error(text, self._secrets)
 
     def event_chunk(self, event: SSEEvent) -> StreamChunk | None:
         if event.data.strip() == "[DONE]":
@@ -352,11 +337,11 @@ class CohereStreamParser(ChunkParser):
             if isinstance(payload.get("message"), str):  # Cohere's error body, sent as an event
                 raise self._failed(payload["message"])
             return None
-        delta = _mapping(payload.get("delta"))
-        content = _mapping(_mapping(delta.get("message")).get("content"))
+        delta = as_mapping(payload.get("delta"))
+        content = as_mapping(as_mapping(delta.get("message")).get("content"))
         index = int(payload.get("index") or 0)
         if kind == "message-start":
-            self._id = _optional_str(payload.get("id"))
+            self._id = optional_str(payload.get("id"))
             return self._chunk(ChoiceDelta(index=0, role="assistant"))
         if kind == "content-start":
             self._content_types[index] = str(content.get("type") or "text")
@@ -426,15 +411,6 @@ class CohereProvider(Provider):
 
     def stream_parser(self, target: Target, request: StdRequest) -> StreamParser:
         return CohereStreamParser(model=target.model, secrets=target.secrets)
-
-
-def _optional_str(value: Any) -> str | None:
-    text = str(value).strip() if value is not None else ""
-    return text or None
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def _first_int(*values: Any) -> int | None:

@@ -1,4 +1,5 @@
-"""Helpers shared by the HTTP vendor adapters: JSON bodies, header look-ups, safe vendor messages.
+"""Helpers shared by the HTTP vendor adapters: JSON bodies, header look-ups, safe vendor messages, the
+mapping of vendor error answers to GatewayErrors, and small request/answer helpers.
 
 Pure functions over plain data; no I/O.
 """
@@ -8,15 +9,29 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
-from providers.base import Secrets, redact
+from providers.base import (
+    ChatMessage,
+    ChatRequest,
+    CommonParams,
+    CompletionsRequest,
+    GatewayError,
+    InvalidRequest,
+    Secrets,
+    UpstreamError,
+    UpstreamResponse,
+    redact,
+)
 
 # Vendors' messages reach API callers; anything longer is noise (or a stack trace).
 MAX_VENDOR_MESSAGE = 500
+# Vendor statuses that mean the caller's request was refused (400 to the caller, not 502).
+BAD_REQUEST_STATUSES = frozenset({400, 404, 413, 422})
+AUTH_FAILED_TEXT = "The upstream provider rejected the gateway's credentials for this route."
 
 # Masked keys as vendors echo them ("sk-abc1***************wxyz", "sk-proj-****...6F0A"): matched
 # whole, before `redact()` swaps the known prefix/suffix and would leave the characters in between.
@@ -28,6 +43,15 @@ _ORG_ID = re.compile(r"\borg-[A-Za-z0-9]{6,}\b")
 def load_json(body: bytes) -> Any:
     """Decode a JSON body; raises `orjson.JSONDecodeError` (a ValueError) on anything else."""
     return orjson.loads(body)
+
+
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """A body that is a JSON object, decoded; None for anything else (no JSON, a list, a string...)."""
+    try:
+        data = load_json(body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -73,11 +97,8 @@ def vendor_error_message(body: bytes) -> str | None:
     Shapes seen: OpenAI/Azure `{"error": {"message": ...}}`, llama.cpp/Ollama `{"error": "..."}`,
     vLLM `{"message": ...}`, FastAPI-style `{"detail": ...}`.
     """
-    try:
-        data = load_json(body)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
+    data = json_object(body)
+    if data is None:
         return None
     error = data.get("error")
     if isinstance(error, dict) and isinstance(error.get("message"), str):
@@ -88,6 +109,19 @@ def vendor_error_message(body: bytes) -> str | None:
         if isinstance(data.get(key), str):
             return str(data[key])
     return None
+
+
+def validation_errors_text(items: Any) -> str | None:
+    """FastAPI/pydantic validation errors (`[{"loc": [...], "msg": ...}]`) as `field: problem` pairs
+    joined by "; " (the `body` part of a location left out); None if there are none."""
+    if not isinstance(items, list):
+        return None
+    parts = []
+    for item in items:
+        if isinstance(item, Mapping):
+            where = ".".join(str(p) for p in item.get("loc") or [] if p != "body")
+            parts.append(f"{where}: {item.get('msg')}" if where else str(item.get("msg")))
+    return "; ".join(parts) or None
 
 
 def safe_vendor_message(text: str | None, secrets: Secrets, *, limit: int = MAX_VENDOR_MESSAGE) -> str:
@@ -103,3 +137,114 @@ def safe_vendor_message(text: str | None, secrets: Secrets, *, limit: int = MAX_
     if len(text) > limit:
         text = text[: limit - 3].rstrip() + "..."
     return text
+
+
+# ---------------------------------------------------------------- vendor errors → GatewayError
+
+
+def with_detail(text: str, message: str) -> str:
+    """`text: message`, or `text.` when there is no message."""
+    return text + (f": {message}" if message else ".")
+
+
+def auth_failed_error(text: str = AUTH_FAILED_TEXT) -> UpstreamError:
+    """502 UPSTREAM_AUTH_FAILED with a fixed text: nothing of the vendor's answer (which may echo the key)."""
+    return UpstreamError(text, code="UPSTREAM_AUTH_FAILED")
+
+
+def bad_request_error(status: int, message: str) -> InvalidRequest:
+    """400 UPSTREAM_BAD_REQUEST: the vendor refused the caller's request, with its (redacted) message."""
+    return InvalidRequest(
+        f"The upstream provider rejected the request: {message or f'HTTP {status}'}",
+        code="UPSTREAM_BAD_REQUEST",
+    )
+
+
+def rate_limited_error(message: str, retry_after: float | None) -> UpstreamError:
+    """502 UPSTREAM_RATE_LIMITED, with the wait the vendor asked for."""
+    return UpstreamError(
+        with_detail("The upstream provider's rate limit was reached", message),
+        code="UPSTREAM_RATE_LIMITED",
+        retry_after=retry_after,
+    )
+
+
+def upstream_error(status: int, message: str, *, retry_after: float | None = None) -> UpstreamError:
+    """502 UPSTREAM_ERROR naming the vendor's status."""
+    return UpstreamError(
+        with_detail(f"The upstream provider answered with HTTP {status}", message),
+        code="UPSTREAM_ERROR",
+        retry_after=retry_after,
+    )
+
+
+def map_vendor_error(
+    response: UpstreamResponse,
+    secrets: Secrets,
+    *,
+    message: str | None = None,
+    extract: Callable[[bytes], str | None] = vendor_error_message,
+    bad_request_statuses: frozenset[int] = BAD_REQUEST_STATUSES,
+    retry_after_on_error: bool = False,
+) -> GatewayError:
+    """A vendor error answer → the GatewayError callers see (never with a credential in it).
+
+    401/403 → UPSTREAM_AUTH_FAILED with a fixed text; `bad_request_statuses` → 400
+    UPSTREAM_BAD_REQUEST; 429 → UPSTREAM_RATE_LIMITED with the vendor's Retry-After; anything else →
+    UPSTREAM_ERROR, with the vendor's Retry-After too if `retry_after_on_error` (for vendors whose
+    overload answers, 503 or Anthropic's 529, carry one).
+
+    The message shown is `message` when given (already redacted by the caller), else what `extract`
+    finds in the body, redacted with `safe_vendor_message`. Vendors with special cases handle them
+    first and hand the rest to this function.
+    """
+    status = response.status
+    if status in (401, 403):
+        return auth_failed_error()
+    if message is None:
+        message = safe_vendor_message(extract(response.body), secrets)
+    if status in bad_request_statuses:
+        return bad_request_error(status, message)
+    if status == 429:
+        return rate_limited_error(message, retry_after_seconds(response.headers))
+    return upstream_error(
+        status, message, retry_after=retry_after_seconds(response.headers) if retry_after_on_error else None
+    )
+
+
+def mid_stream_error(text: str, secrets: Secrets) -> UpstreamError:
+    """The vendor failing after its stream started, with its (redacted) message."""
+    return UpstreamError(f"The upstream provider failed mid-stream: {safe_vendor_message(text, secrets)}")
+
+
+# ---------------------------------------------------------------- requests and answers
+
+
+def prompt_as_chat(request: CompletionsRequest) -> ChatRequest:
+    """A completions request as a chat request: the prompt as one user message, same params."""
+    return ChatRequest(messages=[ChatMessage(role="user", content=request.prompt)], params=request.params)
+
+
+def refuse_penalties(params: CommonParams, where: str) -> None:
+    """InvalidRequest for a non-zero presence/frequency penalty, which `where` (e.g. "provider
+    'anthropic'") has no way to apply; a zero penalty, which many OpenAI clients send, is a no-op."""
+    penalties = {"presence_penalty": params.presence_penalty, "frequency_penalty": params.frequency_penalty}
+    refused = [name for name, value in penalties.items() if value]
+    if refused:
+        raise InvalidRequest(f"{' and '.join(refused)} not supported by {where}; leave them unset or 0.")
+
+
+def optional_str(value: Any) -> str | None:
+    """`value` as stripped text; None for None or blank."""
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def optional_int(value: Any) -> int | None:
+    """A JSON number as an int; None for anything else (booleans included)."""
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    """`value` if it is a mapping, else an empty one."""
+    return value if isinstance(value, Mapping) else {}

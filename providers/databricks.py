@@ -50,7 +50,7 @@ from providers.base import (
     UpstreamRequest,
     UpstreamResponse,
 )
-from providers.common import load_json
+from providers.common import load_json, optional_str
 from providers.openai import OpenAIStreamParser
 from providers.streaming import StreamParser
 from providers.tokens import with_estimated_usage
@@ -126,7 +126,7 @@ class DatabricksModelServingProvider(Provider):
             )
         super().validate_config(route_type=route_type, config=config, secrets=secrets)
         for names, what in ((URL_FIELDS, "workspace URL"), (TOKEN_FIELDS, "token")):
-            values = {v for v in (_clean(config.get(n)) or _clean(secrets.get(n)) for n in names) if v}
+            values = {v for v in (optional_str(config.get(n)) or optional_str(secrets.get(n)) for n in names) if v}
             if not values:
                 raise ProviderConfigError(
                     f"Provider '{self.name}' needs config field(s): {names[0]} (or {names[1]}): the {what}."
@@ -164,14 +164,9 @@ class DatabricksProvider(DatabricksModelServingProvider):
     name: ClassVar[str] = "databricks"
 
 
-def _clean(value: Any) -> str | None:
-    text = str(value).strip() if value is not None else ""
-    return text or None
-
-
 def _first(values: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
     for name in names:
-        if (value := _clean(values.get(name))) is not None:
+        if (value := optional_str(values.get(name))) is not None:
             return value
     return None
 

@@ -90,9 +90,20 @@ from providers.base import (
     UpstreamResponse,
     Usage,
 )
-from providers.common import load_json, retry_after_seconds, safe_vendor_message
+from providers.common import (
+    auth_failed_error,
+    json_object,
+    load_json,
+    map_vendor_error,
+    optional_str,
+    prompt_as_chat,
+    rate_limited_error,
+    retry_after_seconds,
+    safe_vendor_message,
+    with_detail,
+)
 from providers.streaming import ChoiceDelta, ChunkParser, SSEEvent, StreamChunk, StreamParser
-from providers.tokens import count_chat_tokens, count_text_tokens
+from providers.tokens import estimate_usage
 
 DEFAULT_API_BASE = "https://generativelanguage.googleapis.com/v1beta"
 KEY_HEADER = "x-goog-api-key"
@@ -102,7 +113,6 @@ CONTENT_FILTER_REASONS = frozenset(
     {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 )
 FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(CONTENT_FILTER_REASONS, "content_filter")}
-_BAD_REQUEST_STATUSES = frozenset({400, 404, 413, 422})
 _GOOGLE_API_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
@@ -190,9 +200,7 @@ def chat_to_vendor(request: ChatRequest) -> dict[str, Any]:
 
 def completions_to_vendor(request: CompletionsRequest) -> dict[str, Any]:
     """A completions prompt is one user turn."""
-    return chat_to_vendor(
-        ChatRequest(messages=[ChatMessage(role="user", content=request.prompt)], params=request.params)
-    )
+    return chat_to_vendor(prompt_as_chat(request))
 
 
 def embeddings_to_vendor(request: EmbeddingsRequest, *, model: str) -> dict[str, Any]:
@@ -319,16 +327,12 @@ def chat_from_vendor(data: Mapping[str, Any], *, default_model: str, request: Ch
         ChatChoice(index=c.index, message=ChatMessage(role="assistant", content=c.text), finish_reason=c.finish_reason)
         for c in candidates
     ]
-    usage = usage_from_vendor(data) or Usage(
-        input_tokens=count_chat_tokens(request.messages),
-        output_tokens=sum(count_text_tokens(c.text) for c in candidates),
-        estimated=True,
-    )
+    usage = usage_from_vendor(data) or estimate_usage(request, [c.text for c in candidates])
     return ChatResponse(
         model=str(data.get("modelVersion") or default_model),
         choices=choices,
         usage=usage,
-        id=_optional_str(data.get("responseId")),
+        id=optional_str(data.get("responseId")),
     )
 
 
@@ -337,16 +341,12 @@ def completions_from_vendor(
 ) -> CompletionsResponse:
     candidates = candidates_from_vendor(data)
     choices = [CompletionChoice(index=c.index, text=c.text, finish_reason=c.finish_reason) for c in candidates]
-    usage = usage_from_vendor(data) or Usage(
-        input_tokens=count_text_tokens(request.prompt),
-        output_tokens=sum(count_text_tokens(c.text) for c in candidates),
-        estimated=True,
-    )
+    usage = usage_from_vendor(data) or estimate_usage(request, [c.text for c in candidates])
     return CompletionsResponse(
         model=str(data.get("modelVersion") or default_model),
         choices=choices,
         usage=usage,
-        id=_optional_str(data.get("responseId")),
+        id=optional_str(data.get("responseId")),
     )
 
 
@@ -361,9 +361,7 @@ def embeddings_from_vendor(data: Mapping[str, Any], *, model: str, request: Embe
     return EmbeddingsResponse(
         model=model,
         embeddings=[[float(x) for x in item["values"]] for item in items],
-        usage=Usage(
-            input_tokens=sum(count_text_tokens(text) for text in request.inputs), output_tokens=0, estimated=True
-        ),
+        usage=estimate_usage(request, []),
     )
 
 
@@ -381,11 +379,8 @@ def from_vendor_body(request: StdRequest, data: Any, *, default_model: str) -> S
 
 
 def _error_object(body: bytes) -> Mapping[str, Any]:
-    try:
-        data = load_json(body)
-    except ValueError:
-        return {}
-    error = data.get("error") if isinstance(data, Mapping) else None
+    data = json_object(body)
+    error = data.get("error") if data is not None else None
     return error if isinstance(error, Mapping) else {}
 
 
@@ -423,35 +418,20 @@ def error_from_vendor(response: UpstreamResponse, secrets: Secrets) -> GatewayEr
     """A Google error answer → the GatewayError callers see (never with a credential in it)."""
     status = response.status
     error = _error_object(response.body)
-    if status in (401, 403) or (status == 400 and is_key_rejected(error)):
+    if status == 400 and is_key_rejected(error):
         # The DebugInfo detail of a 400 API_KEY_INVALID echoes the key: none of the body is used.
-        return UpstreamError(
-            "The upstream provider rejected the gateway's credentials for this route.",
-            code="UPSTREAM_AUTH_FAILED",
-        )
+        return auth_failed_error()
     message = safe_message(error.get("message"), secrets)
     if status == 400 and error.get("status") == "FAILED_PRECONDITION":
         return UpstreamError(
-            "The upstream provider cannot serve this route as configured" + (f": {message}" if message else "."),
+            with_detail("The upstream provider cannot serve this route as configured", message),
             code="UPSTREAM_ERROR",
         )
-    if status in _BAD_REQUEST_STATUSES:
-        return InvalidRequest(
-            f"The upstream provider rejected the request: {message or f'HTTP {status}'}",
-            code="UPSTREAM_BAD_REQUEST",
-        )
     if status == 429:
+        # RESOURCE_EXHAUSTED: without a Retry-After header, the RetryInfo detail says how long to wait.
         retry_after = retry_after_seconds(response.headers)
-        return UpstreamError(
-            "The upstream provider's rate limit was reached" + (f": {message}" if message else "."),
-            code="UPSTREAM_RATE_LIMITED",
-            retry_after=retry_after if retry_after is not None else retry_delay_seconds(error),
-        )
-    return UpstreamError(
-        f"The upstream provider answered with HTTP {status}" + (f": {message}" if message else "."),
-        code="UPSTREAM_ERROR",
-        retry_after=retry_after_seconds(response.headers),
-    )
+        return rate_limited_error(message, retry_after if retry_after is not None else retry_delay_seconds(error))
+    return map_vendor_error(response, secrets, message=message, retry_after_on_error=True)
 
 
 # ---------------------------------------------------------------- the provider
@@ -560,13 +540,8 @@ class GeminiStreamParser(ChunkParser):
             deltas=deltas,
             usage=self._usage if send_usage else None,
             model=str(payload.get("modelVersion") or self._default_model),
-            id=_optional_str(payload.get("responseId")),
+            id=optional_str(payload.get("responseId")),
         )
-
-
-def _optional_str(value: Any) -> str | None:
-    text = str(value).strip() if value is not None else ""
-    return text or None
 
 
 def _optional_int(value: Any) -> int | None:

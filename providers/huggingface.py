@@ -85,9 +85,9 @@ from providers.base import (
 from providers.common import (
     header,
     load_json,
-    retry_after_seconds,
-    safe_vendor_message,
-    vendor_error_message,
+    map_vendor_error,
+    mid_stream_error,
+    optional_int,
 )
 from providers.openai import OpenAIStreamParser, chat_from_vendor
 from providers.streaming import ChoiceDelta, ChunkParser, SSEEvent, StreamChunk, StreamParser
@@ -99,7 +99,6 @@ GENERATE_STREAM_PATH = "/generate_stream"
 CHAT_PATH = "/v1/chat/completions"
 _API_SUFFIXES = (GENERATE_PATH, GENERATE_STREAM_PATH, "/v1", CHAT_PATH)
 FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
-_BAD_REQUEST_STATUSES = frozenset({400, 404, 413, 422})
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,10 +219,6 @@ def finish_reason_from_vendor(reason: Any) -> str | None:
     return FINISH_REASONS.get(str(reason), str(reason))
 
 
-def _count(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def generate_usage(
     details: Mapping[str, Any] | None, headers: Mapping[str, str], *, prompt: str, text: str
 ) -> Usage:
@@ -235,7 +230,7 @@ def generate_usage(
     if input_tokens is None:
         raw = header(headers, "x-prompt-tokens")
         input_tokens = int(raw) if raw is not None and raw.strip().isdigit() else None
-    output_tokens = _count(details.get("generated_tokens"))
+    output_tokens = optional_int(details.get("generated_tokens"))
     estimated = input_tokens is None or output_tokens is None
     if input_tokens is None:
         input_tokens = count_text_tokens(prompt)
@@ -280,35 +275,13 @@ def tgi_chat_from_vendor(data: Any, *, model: str) -> ChatResponse:
 
 def error_from_vendor(response: UpstreamResponse, secrets: Secrets) -> GatewayError:
     """A TGI (or Inference Endpoint) error answer → the GatewayError callers see, never with the token."""
-    status = response.status
-    if status in (401, 403):
-        return UpstreamError(
-            "The upstream provider rejected the gateway's credentials for this route.",
-            code="UPSTREAM_AUTH_FAILED",
-        )
-    message = safe_vendor_message(vendor_error_message(response.body), secrets)
-    if status in _BAD_REQUEST_STATUSES:
-        return InvalidRequest(
-            f"The upstream provider rejected the request: {message or f'HTTP {status}'}",
-            code="UPSTREAM_BAD_REQUEST",
-        )
-    if status == 429:
-        return UpstreamError(
-            "The upstream provider's rate limit was reached" + (f": {message}" if message else "."),
-            code="UPSTREAM_RATE_LIMITED",
-            retry_after=retry_after_seconds(response.headers),
-        )
-    return UpstreamError(
-        f"The upstream provider answered with HTTP {status}" + (f": {message}" if message else "."),
-        code="UPSTREAM_ERROR",
-    )
+    return map_vendor_error(response, secrets)
 
 
 def _stream_error(payload: Mapping[str, Any], secrets: Secrets) -> UpstreamError:
     error = payload.get("error")
     text = error if isinstance(error, str) else (error.get("message") if isinstance(error, Mapping) else None)
-    message = safe_vendor_message(str(text or "stream error"), secrets)
-    return UpstreamError(f"The upstream provider failed mid-stream: {message}")
+    return mid_stream_error(str(text or "stream error"), secrets)
 
 
 # ---------------------------------------------------------------- streams
@@ -340,8 +313,8 @@ class TGIGenerateStreamParser(ChunkParser):
             return StreamChunk(deltas=[ChoiceDelta(index=0, text=text)], model=self._model) if text else None
         raw_details = payload.get("details")
         details: Mapping[str, Any] = raw_details if isinstance(raw_details, Mapping) else {}
-        input_tokens = _count(details.get("input_length"))
-        output_tokens = _count(details.get("generated_tokens"))
+        input_tokens = optional_int(details.get("input_length"))
+        output_tokens = optional_int(details.get("generated_tokens"))
         usage = Usage(
             input_tokens=input_tokens if input_tokens is not None else count_text_tokens(self._prompt),
             output_tokens=output_tokens if output_tokens is not None else count_text_tokens("".join(self._text)),

@@ -52,8 +52,8 @@ from providers.base import (
     UpstreamRequest,
     UpstreamResponse,
 )
-from providers.common import load_json, vendor_error_message
-from providers.openai import OpenAIStreamParser, chat_to_vendor, embeddings_to_vendor, prompt_as_chat
+from providers.common import json_object, load_json, prompt_as_chat, validation_errors_text, vendor_error_message
+from providers.openai import OpenAIStreamParser, chat_to_vendor, embeddings_to_vendor
 from providers.streaming import StreamParser
 from providers.tokens import with_estimated_usage
 
@@ -121,20 +121,9 @@ def error_message(body: bytes) -> str | None:
     message = vendor_error_message(body)
     if message is not None:
         return message
-    try:
-        data = load_json(body)
-    except ValueError:
-        return None
-    wrapper = data.get("message") if isinstance(data, Mapping) else None
-    items = wrapper.get("detail") if isinstance(wrapper, Mapping) else None
-    if not isinstance(items, list):
-        return None
-    parts = []
-    for item in items:
-        if isinstance(item, Mapping):
-            where = ".".join(str(p) for p in item.get("loc") or [] if p != "body")
-            parts.append(f"{where}: {item.get('msg')}" if where else str(item.get("msg")))
-    return "; ".join(parts) or None
+    data = json_object(body)
+    wrapper = data.get("message") if data is not None else None
+    return validation_errors_text(wrapper.get("detail") if isinstance(wrapper, Mapping) else None)
 
 
 def error_from_vendor(response: UpstreamResponse, secrets: Secrets) -> GatewayError:

@@ -58,12 +58,18 @@ from providers.base import (
     StdRequest,
     StdResponse,
     Target,
-    UpstreamError,
     UpstreamRequest,
     UpstreamResponse,
     Usage,
 )
-from providers.common import load_json, retry_after_seconds, safe_vendor_message, vendor_error_message
+from providers.common import (
+    bad_request_error,
+    load_json,
+    map_vendor_error,
+    refuse_penalties,
+    safe_vendor_message,
+    vendor_error_message,
+)
 from providers.tokens import count_text_tokens
 
 DEFAULT_API_BASE = "https://models.hosted-on.mosaicml.hosting"
@@ -71,7 +77,6 @@ PREDICT_PATH = "/v1/predict"
 CHAT_MODEL_PREFIXES = ("llama2",)  # MLflow's MLFLOW_AI_GATEWAY_MOSAICML_CHAT_SUPPORTED_MODEL_PREFIXES
 # Server errors MosaicML sends for requests that exceed the model's limits (MLflow maps them to 422).
 CALLER_ERROR_PREFIXES = ("Error: max output tokens is limited to", "Error: prompt token count")
-_BAD_REQUEST_STATUSES = frozenset({400, 404, 413, 422})
 
 INST_OPEN, INST_CLOSE = "[INST] ", " [/INST]"
 TURN_END = " </s><s>"
@@ -126,10 +131,7 @@ def parameters_to_vendor(params: CommonParams) -> dict[str, Any]:
             f"n (candidate_count) must be 1 for provider 'mosaicml': it answers one output per prompt "
             f"(got {params.n})."
         )
-    penalties = {"presence_penalty": params.presence_penalty, "frequency_penalty": params.frequency_penalty}
-    refused = [name for name, value in penalties.items() if value]
-    if refused:
-        raise InvalidRequest(f"{' and '.join(refused)} not supported by provider 'mosaicml'; leave them unset or 0.")
+    refuse_penalties(params, "provider 'mosaicml'")
     parameters: dict[str, Any] = {}
     if params.temperature is not None:
         parameters["temperature"] = params.temperature * MosaicMLProvider.temperature_scale
@@ -236,29 +238,11 @@ def from_vendor_body(request: StdRequest, data: Any, *, model: str) -> StdRespon
 
 def error_from_vendor(response: UpstreamResponse, secrets: Secrets) -> GatewayError:
     """A MosaicML error answer → the GatewayError callers see (never with a credential in it)."""
-    status = response.status
-    if status in (401, 403):
-        return UpstreamError(
-            "The upstream provider rejected the gateway's credentials for this route.",
-            code="UPSTREAM_AUTH_FAILED",
-        )
-    raw = vendor_error_message(response.body) or ""
-    message = safe_vendor_message(raw, secrets)
-    if status in _BAD_REQUEST_STATUSES or (status == 500 and raw.startswith(CALLER_ERROR_PREFIXES)):
-        return InvalidRequest(
-            f"The upstream provider rejected the request: {message or f'HTTP {status}'}",
-            code="UPSTREAM_BAD_REQUEST",
-        )
-    if status == 429:
-        return UpstreamError(
-            "The upstream provider's rate limit was reached" + (f": {message}" if message else "."),
-            code="UPSTREAM_RATE_LIMITED",
-            retry_after=retry_after_seconds(response.headers),
-        )
-    return UpstreamError(
-        f"The upstream provider answered with HTTP {status}" + (f": {message}" if message else "."),
-        code="UPSTREAM_ERROR",
-    )
+    if response.status == 500:
+        raw = vendor_error_message(response.body) or ""
+        if raw.startswith(CALLER_ERROR_PREFIXES):  # the caller exceeded the model's limits
+            return bad_request_error(response.status, safe_vendor_message(raw, secrets))
+    return map_vendor_error(response, secrets)
 
 
 # ---------------------------------------------------------------- the provider

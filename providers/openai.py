@@ -45,7 +45,6 @@ from providers.base import (
     EmbeddingsRequest,
     EmbeddingsResponse,
     GatewayError,
-    InvalidRequest,
     Provider,
     ProviderConfigError,
     RouteType,
@@ -53,12 +52,19 @@ from providers.base import (
     StdRequest,
     StdResponse,
     Target,
-    UpstreamError,
     UpstreamRequest,
     UpstreamResponse,
     Usage,
 )
-from providers.common import load_json, retry_after_seconds, safe_vendor_message, vendor_error_message
+from providers.common import (
+    load_json,
+    map_vendor_error,
+    mid_stream_error,
+    optional_int,
+    optional_str,
+    prompt_as_chat,
+    vendor_error_message,
+)
 from providers.streaming import ChoiceDelta, ChunkParser, SSEEvent, StreamChunk, StreamParser
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
@@ -69,7 +75,6 @@ PATHS = {
     RouteType.COMPLETIONS: "completions",
     RouteType.EMBEDDINGS: "embeddings",
 }
-_BAD_REQUEST_STATUSES = frozenset({400, 404, 413, 422})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +96,9 @@ class OpenAISettings:
         return cls(
             api_type=api_type,
             api_base=base,
-            api_version=_optional_str(config.get("openai_api_version")),
-            deployment_name=_optional_str(config.get("openai_deployment_name")),
-            organization=_optional_str(config.get("openai_organization")),
+            api_version=optional_str(config.get("openai_api_version")),
+            deployment_name=optional_str(config.get("openai_deployment_name")),
+            organization=optional_str(config.get("openai_organization")),
         )
 
     @property
@@ -136,11 +141,6 @@ def chat_to_vendor(request: ChatRequest, *, temperature_scale: float = 1.0) -> d
 
 def completions_to_vendor(request: CompletionsRequest, *, temperature_scale: float = 1.0) -> dict[str, Any]:
     return {"prompt": request.prompt, **params_to_vendor(request.params, temperature_scale=temperature_scale)}
-
-
-def prompt_as_chat(request: CompletionsRequest) -> ChatRequest:
-    """A completions request as a chat request: the prompt as one user message, same params."""
-    return ChatRequest(messages=[ChatMessage(role="user", content=request.prompt)], params=request.params)
 
 
 def embeddings_to_vendor(request: EmbeddingsRequest) -> dict[str, Any]:
@@ -216,11 +216,11 @@ def usage_from_vendor(data: Mapping[str, Any], *, embeddings: bool = False) -> U
     usage = data.get("usage")
     if not isinstance(usage, Mapping):
         return Usage()
-    prompt = _optional_int(usage.get("prompt_tokens"))
-    completion = _optional_int(usage.get("completion_tokens"))
+    prompt = optional_int(usage.get("prompt_tokens"))
+    completion = optional_int(usage.get("completion_tokens"))
     if embeddings and completion is None and prompt is not None:
         completion = 0
-    total = _optional_int(usage.get("total_tokens"))
+    total = optional_int(usage.get("total_tokens"))
     return Usage(input_tokens=prompt, output_tokens=completion, total_tokens=total)
 
 
@@ -261,7 +261,7 @@ def chat_from_vendor(data: Mapping[str, Any], *, default_model: str) -> ChatResp
         choices=choices,
         usage=usage_from_vendor(data),
         id=data.get("id"),
-        created=_optional_int(data.get("created")),
+        created=optional_int(data.get("created")),
     )
 
 
@@ -280,7 +280,7 @@ def completions_from_vendor(data: Mapping[str, Any], *, default_model: str) -> C
         choices=choices,
         usage=usage_from_vendor(data),
         id=data.get("id"),
-        created=_optional_int(data.get("created")),
+        created=optional_int(data.get("created")),
     )
 
 
@@ -315,31 +315,9 @@ def error_from_vendor(
     """A vendor error answer → the GatewayError callers see (never with a credential in it).
 
     `extract` finds the human message in the body (OpenAI-compatible vendors with their own error
-    shape pass theirs).
+    shape pass theirs). OpenAI echoes part of the key in its 401 message: none of a 401/403 is shown.
     """
-    status = response.status
-    if status in (401, 403):
-        # OpenAI echoes part of the key in its 401 message: say nothing of what it said.
-        return UpstreamError(
-            "The upstream provider rejected the gateway's credentials for this route.",
-            code="UPSTREAM_AUTH_FAILED",
-        )
-    message = safe_vendor_message(extract(response.body), secrets)
-    if status in _BAD_REQUEST_STATUSES:
-        return InvalidRequest(
-            f"The upstream provider rejected the request: {message or f'HTTP {status}'}",
-            code="UPSTREAM_BAD_REQUEST",
-        )
-    if status == 429:
-        return UpstreamError(
-            "The upstream provider's rate limit was reached" + (f": {message}" if message else "."),
-            code="UPSTREAM_RATE_LIMITED",
-            retry_after=retry_after_seconds(response.headers),
-        )
-    return UpstreamError(
-        f"The upstream provider answered with HTTP {status}" + (f": {message}" if message else "."),
-        code="UPSTREAM_ERROR",
-    )
+    return map_vendor_error(response, secrets, extract=extract)
 
 
 # ---------------------------------------------------------------- the provider
@@ -374,7 +352,7 @@ class OpenAIProvider(Provider):
             missing = [
                 name
                 for name in ("openai_api_base", "openai_deployment_name", "openai_api_version")
-                if not _optional_str(config.get(name))
+                if not optional_str(config.get(name))
             ]
             if missing:
                 raise ProviderConfigError(
@@ -438,8 +416,7 @@ class OpenAIStreamParser(ChunkParser):
             raise TypeError("stream chunk is not a JSON object")
         error = self.error_message(payload)
         if error is not None:
-            message = safe_vendor_message(error, self._secrets)
-            raise UpstreamError(f"The upstream provider failed mid-stream: {message}")
+            raise mid_stream_error(error, self._secrets)
         deltas = []
         for i, choice in enumerate(payload.get("choices") or []):
             delta = choice.get("delta")
@@ -469,12 +446,3 @@ class OpenAIStreamParser(ChunkParser):
     def finish_reason(self, reason: Any) -> str | None:
         """A chunk's finish_reason in OpenAI's terms (as sent, for OpenAI)."""
         return None if reason is None else str(reason)
-
-
-def _optional_str(value: Any) -> str | None:
-    text = str(value).strip() if value is not None else ""
-    return text or None
-
-
-def _optional_int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

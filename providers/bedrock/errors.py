@@ -20,10 +20,20 @@ from __future__ import annotations
 
 import re
 
-from providers.base import GatewayError, InvalidRequest, Secrets, UpstreamError, UpstreamResponse, UpstreamTimeout
-from providers.common import header, load_json, retry_after_seconds, safe_vendor_message
+from providers.base import GatewayError, Secrets, UpstreamResponse, UpstreamTimeout
+from providers.common import (
+    AUTH_FAILED_TEXT,
+    auth_failed_error,
+    header,
+    json_object,
+    map_vendor_error,
+    rate_limited_error,
+    retry_after_seconds,
+    safe_vendor_message,
+    upstream_error,
+    with_detail,
+)
 
-AUTH_FAILED_TEXT = "The upstream provider rejected the gateway's credentials for this route."
 ACCESS_DENIED_TEXT = (
     "The upstream provider denied access: the route's AWS identity may lack permission to invoke this "
     "model, or the account has not been granted access to it in this region."
@@ -38,7 +48,6 @@ _CREDENTIAL_TYPES = frozenset({
     "signaturedoesnotmatch",
 })
 _RATE_LIMITED_TYPES = frozenset({"throttlingexception", "servicequotaexceededexception", "toomanyrequestsexception"})
-_BAD_REQUEST_STATUSES = frozenset({400, 404, 413, 422})
 _ARN = re.compile(r"\barn:aws[\w-]*:[\w-]+:[\w-]*:\d{12}:[^\s\"',;]+")
 _ACCOUNT_IN_TEXT = re.compile(r"\b\d{12}\b")
 
@@ -47,22 +56,16 @@ def error_type(response: UpstreamResponse) -> str:
     """The error's type, lower-cased: `x-amzn-ErrorType` (before any ':'), else the body's `__type`."""
     raw = header(response.headers, "x-amzn-ErrorType") or ""
     if not raw:
-        try:
-            data = load_json(response.body)
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
+        data = json_object(response.body)
+        if data is not None:
             raw = str(data.get("__type") or data.get("code") or "")
     return raw.split(":", 1)[0].rsplit("#", 1)[-1].strip().lower()
 
 
 def bedrock_message(body: bytes) -> str | None:
     """`message` (or `Message`) of Bedrock's error body, else None."""
-    try:
-        data = load_json(body)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
+    data = json_object(body)
+    if data is None:
         return None
     for key in ("message", "Message"):
         if isinstance(data.get(key), str):
@@ -83,25 +86,24 @@ def error_from_vendor(response: UpstreamResponse, secrets: Secrets) -> GatewayEr
     """A Bedrock error answer → the GatewayError callers see (never with a credential in it)."""
     status, kind = response.status, error_type(response)
     if kind == "accessdeniedexception":
-        return UpstreamError(ACCESS_DENIED_TEXT, code="UPSTREAM_AUTH_FAILED")
+        return auth_failed_error(ACCESS_DENIED_TEXT)
     if status in (401, 403) or kind in _CREDENTIAL_TYPES:
-        return UpstreamError(AUTH_FAILED_TEXT, code="UPSTREAM_AUTH_FAILED")
+        return auth_failed_error()
     message = redact_message(bedrock_message(response.body), secrets)
     if kind in _RATE_LIMITED_TYPES or (status == 429 and kind != "modelnotreadyexception"):
-        return UpstreamError(
-            "The upstream provider's rate limit was reached" + (f": {message}" if message else "."),
-            code="UPSTREAM_RATE_LIMITED",
-            retry_after=retry_after_seconds(response.headers),
-        )
+        return rate_limited_error(message, retry_after_seconds(response.headers))
     if kind == "modeltimeoutexception" or status == 408:
-        return UpstreamTimeout("The upstream model took too long to answer" + (f": {message}" if message else "."))
-    if status in _BAD_REQUEST_STATUSES:
-        return InvalidRequest(
-            f"The upstream provider rejected the request: {message or f'HTTP {status}'}",
-            code="UPSTREAM_BAD_REQUEST",
-        )
-    return UpstreamError(
-        f"The upstream provider answered with HTTP {status}" + (f": {message}" if message else "."),
-        code="UPSTREAM_ERROR",
-        retry_after=retry_after_seconds(response.headers),
-    )
+        return UpstreamTimeout(with_detail("The upstream model took too long to answer", message))
+    if status == 429:  # ModelNotReady: the model is loading; worth a retry, but no rate limit was hit
+        return upstream_error(status, message, retry_after=retry_after_seconds(response.headers))
+    return map_vendor_error(response, secrets, message=message, retry_after_on_error=True)
+
+
+__all__ = [
+    "ACCESS_DENIED_TEXT",
+    "AUTH_FAILED_TEXT",  # defined in providers.common
+    "bedrock_message",
+    "error_from_vendor",
+    "error_type",
+    "redact_message",
+]

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from providers import anthropic
+from providers import anthropic, common
 from providers.base import (
     ChatChoice,
     ChatMessage,
@@ -46,6 +46,7 @@ from providers.base import (
     UpstreamError,
     Usage,
 )
+from providers.common import optional_int, optional_str, prompt_as_chat
 from providers.streaming import ChoiceDelta, StreamChunk
 from providers.tokens import estimate_usage
 
@@ -110,6 +111,30 @@ class FamilyStream:
         return ChoiceDelta(index=0, text=text, role=role, finish_reason=finish_reason)
 
 
+class CountedTextStream(FamilyStream):
+    """Stream chunks that each carry a piece of text (`text_key`), the finish reason on the last
+    (`reason_key`), and the token counts so far (`input_key`, `output_key`): Titan's and Llama's."""
+
+    text_key: ClassVar[str]
+    reason_key: ClassVar[str]
+    input_key: ClassVar[str]
+    output_key: ClassVar[str]
+
+    def finish_reason(self, reason: Any) -> str | None:
+        raise NotImplementedError
+
+    def event_chunk(self, event: Mapping[str, Any]) -> StreamChunk | None:
+        if (count := optional_int(event.get(self.input_key))) is not None:
+            self.input_tokens = count
+        if (count := optional_int(event.get(self.output_key))) is not None:
+            self.output_tokens = count
+        text = str(event.get(self.text_key) or "")
+        reason = self.finish_reason(event.get(self.reason_key))
+        if not text and reason is None and self._role_sent:
+            return None
+        return StreamChunk(deltas=[self._delta(text, reason)])
+
+
 class Family:
     """One model family's wire format. Subclasses implement the body, the answer and the stream."""
 
@@ -147,21 +172,11 @@ def refuse_candidates(params: CommonParams, label: str) -> None:
 
 
 def refuse_penalties(params: CommonParams, label: str) -> None:
-    penalties = {"presence_penalty": params.presence_penalty, "frequency_penalty": params.frequency_penalty}
-    refused = [name for name, value in penalties.items() if value]
-    if refused:
-        raise InvalidRequest(
-            f"{' and '.join(refused)} not supported by {label} models on provider '{PROVIDER}'; "
-            "leave them unset or 0."
-        )
+    common.refuse_penalties(params, f"{label} models on provider '{PROVIDER}'")
 
 
 def scaled_temperature(params: CommonParams) -> float | None:
     return None if params.temperature is None else params.temperature * TEMPERATURE_SCALE
-
-
-def as_chat(request: CompletionsRequest) -> ChatRequest:
-    return ChatRequest(messages=[ChatMessage(role="user", content=request.prompt)], params=request.params)
 
 
 def usage_or_fallback(
@@ -208,15 +223,6 @@ def text_response(
     return CompletionsResponse(model=context.model, choices=[completion], usage=usage, id=ident)
 
 
-def optional_int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def optional_str(value: Any) -> str | None:
-    text = str(value).strip() if value is not None else ""
-    return text or None
-
-
 def required_text(data: Mapping[str, Any], key: str) -> str:
     """`data[key]` when it is a string; KeyError/TypeError (an unreadable answer) otherwise."""
     value = data[key]
@@ -234,7 +240,7 @@ class AnthropicFamily(Family):
     route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
 
     def request_body(self, request: StdRequest) -> dict[str, Any]:
-        chat = as_chat(request) if isinstance(request, CompletionsRequest) else request
+        chat = prompt_as_chat(request) if isinstance(request, CompletionsRequest) else request
         assert isinstance(chat, ChatRequest)
         params = chat.params
         refuse_candidates(params, self.label)
@@ -312,7 +318,7 @@ class CohereChatFamily(Family):
     route_types = frozenset({RouteType.CHAT, RouteType.COMPLETIONS})
 
     def request_body(self, request: StdRequest) -> dict[str, Any]:
-        chat = as_chat(request) if isinstance(request, CompletionsRequest) else request
+        chat = prompt_as_chat(request) if isinstance(request, CompletionsRequest) else request
         assert isinstance(chat, ChatRequest)
         body = self.messages_body(chat.messages)
         body.update(self.params_body(chat.params))
@@ -517,19 +523,14 @@ def titan_finish_reason(reason: Any) -> str | None:
     return TITAN_FINISH_REASONS.get(str(reason).upper(), str(reason).lower())
 
 
-class TitanStream(FamilyStream):
+class TitanStream(CountedTextStream):
     """Titan's stream chunks: `outputText`, `completionReason` on the last, token counts as they go."""
 
-    def event_chunk(self, event: Mapping[str, Any]) -> StreamChunk | None:
-        if (count := optional_int(event.get("inputTextTokenCount"))) is not None:
-            self.input_tokens = count
-        if (count := optional_int(event.get("totalOutputTextTokenCount"))) is not None:
-            self.output_tokens = count
-        text = str(event.get("outputText") or "")
-        reason = titan_finish_reason(event.get("completionReason"))
-        if not text and reason is None and self._role_sent:
-            return None
-        return StreamChunk(deltas=[self._delta(text, reason)])
+    text_key, reason_key = "outputText", "completionReason"
+    input_key, output_key = "inputTextTokenCount", "totalOutputTextTokenCount"
+
+    def finish_reason(self, reason: Any) -> str | None:
+        return titan_finish_reason(reason)
 
 
 class TitanEmbedFamily(Family):
@@ -640,19 +641,14 @@ def llama_finish_reason(reason: Any) -> str | None:
     return LLAMA_FINISH_REASONS.get(str(reason).lower(), str(reason).lower())
 
 
-class LlamaStream(FamilyStream):
+class LlamaStream(CountedTextStream):
     """Llama's stream chunks: `generation`, `stop_reason` on the last; token counts as they go."""
 
-    def event_chunk(self, event: Mapping[str, Any]) -> StreamChunk | None:
-        if (count := optional_int(event.get("prompt_token_count"))) is not None:
-            self.input_tokens = count
-        if (count := optional_int(event.get("generation_token_count"))) is not None:
-            self.output_tokens = count
-        text = str(event.get("generation") or "")
-        reason = llama_finish_reason(event.get("stop_reason"))
-        if not text and reason is None and self._role_sent:
-            return None
-        return StreamChunk(deltas=[self._delta(text, reason)])
+    text_key, reason_key = "generation", "stop_reason"
+    input_key, output_key = "prompt_token_count", "generation_token_count"
+
+    def finish_reason(self, reason: Any) -> str | None:
+        return llama_finish_reason(reason)
 
 
 # ---------------------------------------------------------------- choosing the family
