@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import redis
+from django.db import connection
 
 from .events import UsageEventData
 from .services import usage_events_write
@@ -79,6 +80,15 @@ def _decode(entries: list[tuple[Any, dict[Any, Any]]]) -> tuple[Decoded, Refused
     return good, bad
 
 
+def _database_answers() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
 def _deliveries(client: redis.Redis, names: StreamNames, entry_id: Any) -> int:
     info = client.xpending_range(names.stream, names.group, min=entry_id, max=entry_id, count=1)
     return int(info[0]["times_delivered"]) if info else 0
@@ -125,8 +135,8 @@ def _process_one_by_one(client: redis.Redis, names: StreamNames, good: Decoded, 
         except Exception as exc:
             refused.append((entry_id, event, repr(exc)))
     result.written += written
-    if refused and not written:
-        # Nothing went in: most likely the database is down, not the events. Leave them all pending.
+    if refused and not written and not _database_answers():
+        # The database is down, not the events at fault: leave them all pending for the retry.
         raise DrainIncomplete(f"the database refused {len(refused)} usage events: {refused[0][2]}")
     # An event the database keeps refusing on its own goes to the dead-letter stream after
     # MAX_DELIVERIES deliveries of its entry; until then its entry stays pending (the written events

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name="usage.drain_stream", bind=True, autoretry_for=(DrainIncomplete, DatabaseError, RedisError, OSError),
-             retry_backoff=1, retry_backoff_max=60, retry_jitter=True, max_retries=None, ignore_result=True)
+             retry_backoff=1, retry_backoff_max=60, retry_jitter=True, max_retries=8, ignore_result=True)
 def drain_usage_stream(self: Any) -> dict[str, int]:
     if not settings.REDIS_URL:
         return {"written": 0}

@@ -17,8 +17,9 @@ import orjson
 import pytest
 import redis
 from asgiref.sync import sync_to_async
+from django.db import connections
 
-from usage.drain import DrainIncomplete, consumers_forget_idle, usage_stream_drain
+from usage.drain import MAX_DELIVERIES, DrainIncomplete, consumers_forget_idle, usage_stream_drain
 from usage.events import UsageEventData
 from usage.models import UsageEvent
 from usage.recorder import RedisStreamRecorder
@@ -133,6 +134,29 @@ def test_a_database_outage_leaves_the_batch_pending_for_the_retry(rclient, names
     assert result.written == 4 and result.pending_left == 0 and stored(events) == 4
 
 
+def test_an_event_the_database_keeps_refusing_is_dead_lettered_after_five_deliveries(rclient, names, make_event,
+                                                                                      monkeypatch) -> None:
+    good = [make_event(), make_event()]
+    poison = make_event()
+    xadd(rclient, names, [good[0], poison, good[1]])
+
+    def picky(*, events: list[UsageEventData]) -> int:
+        if any(e.request_id == poison.request_id for e in events):
+            raise ValueError("value too long for type character varying(64)")
+        return usage_events_write(events=events)
+
+    monkeypatch.setattr("usage.drain.usage_events_write", picky)
+    for _ in range(MAX_DELIVERIES - 1):  # the retries: the others are stored, the refused one waits
+        with pytest.raises(DrainIncomplete):
+            drain(rclient, names)
+    assert stored(good) == 2 and rclient.xpending(names.stream, names.group)["pending"] == 1
+    result = drain(rclient, names)
+    assert (result.dead_lettered, result.pending_left) == (1, 0)
+    assert stored([poison]) == 0 and rclient.xlen(names.stream) == 0
+    [(_, dead)] = rclient.xrange(names.dead)
+    assert poison.request_id.encode() in dead[b"e"] and b"too long" in dead[b"reason"]
+
+
 def test_prices_travel_as_decimals_and_unpriced_events_are_priced_by_the_drain(rclient, names, make_event) -> None:
     priced = make_event(provider="openai", model="gpt-x", input_price_per_mtok=Decimal("0.15"),
                         output_price_per_mtok=Decimal("0.6"), cost_usd=Decimal("0.0000034500"))
@@ -170,6 +194,14 @@ def run_sync_now(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return sync_to_async(fn, thread_sensitive=True)(*args, **kwargs)
 
 
+@pytest.fixture
+async def close_db_after() -> Any:
+    """The async tests use the database from sync_to_async's thread: close its connection after them."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.mark.usefixtures("close_db_after")
 @pytest.mark.django_db(transaction=True)
 async def test_redis_restarted_between_record_and_drain_loses_nothing(private_redis, make_event) -> None:
     names = StreamNames(stream="gateway:usage:events", group="usage-drain")
@@ -192,6 +224,7 @@ async def test_redis_restarted_between_record_and_drain_loses_nothing(private_re
     assert await sync_to_async(stored)(events) == 20
 
 
+@pytest.mark.usefixtures("close_db_after")
 @pytest.mark.django_db(transaction=True)
 async def test_redis_down_while_recording_keeps_events_then_appends_them(private_redis, make_event) -> None:
     names = StreamNames(stream="gateway:usage:events", group="usage-drain")
@@ -216,6 +249,7 @@ async def test_redis_down_while_recording_keeps_events_then_appends_them(private
         client.close()
 
 
+@pytest.mark.usefixtures("close_db_after")
 @pytest.mark.django_db(transaction=True)
 async def test_redis_down_for_long_writes_to_the_database_directly(private_redis, make_event) -> None:
     names = StreamNames(stream="gateway:usage:events", group="usage-drain")
