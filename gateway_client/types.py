@@ -162,9 +162,6 @@ class UsageReport:
 
     rows: list[dict[str, Any]]
     totals: dict[str, Any]
-    start: str | None = None
-    end: str | None = None
-    group_by: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -172,9 +169,6 @@ class UsageReport:
         return cls(
             rows=[_money(r) for r in data.get("rows") or []],
             totals=_money(data.get("totals") or {}),
-            start=_str_or_none(data.get("start")),
-            end=_str_or_none(data.get("end")),
-            group_by=list(data.get("group_by") or []),
             raw=dict(data),
         )
 

@@ -103,8 +103,6 @@ def _group_fields() -> dict[str, serializers.Field]:
 REPORT_SCHEMA = inline_serializer(name="UsageReport", fields={
     "rows": inline_serializer(name="UsageReportRow", fields={**_group_fields(), **_metric_fields()}, many=True),
     "totals": inline_serializer(name="UsageReportTotals", fields=_metric_fields()),
-    "start": serializers.DateField(), "end": serializers.DateField(),
-    "group_by": serializers.ListField(child=serializers.CharField()),
 })
 
 

@@ -74,13 +74,7 @@ class Report:
 
     def as_json(self) -> dict[str, Any]:
         """The API shape: {"rows": [...], "totals": {...}} with cost_usd as a decimal string."""
-        return {
-            "rows": [_jsonable(r) for r in self.rows],
-            "totals": _jsonable(self.totals),
-            "start": self.start.isoformat(),
-            "end": self.end.isoformat(),
-            "group_by": list(self.group_by),
-        }
+        return {"rows": [_jsonable(r) for r in self.rows], "totals": _jsonable(self.totals)}
 
     def columns(self) -> list[str]:
         return [out for g in self.group_by for out, _ in GROUPS[g]] + list(METRICS)

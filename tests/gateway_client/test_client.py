@@ -494,8 +494,7 @@ def test_get_usage_sends_the_report_parameters_and_returns_decimals(gw: FakeGate
     body = {"rows": [{"team_id": 3, "team": "search", "calls": 2, "errors": 1, "input_tokens": 10,
                       "output_tokens": 4, "total_tokens": 14, "cost_usd": "0.0000042000"}],
             "totals": {"calls": 2, "errors": 1, "input_tokens": 10, "output_tokens": 4, "total_tokens": 14,
-                       "cost_usd": "0.0000042000"},
-            "start": "2025-05-01", "end": "2025-05-31", "group_by": ["team", "day"]}
+                       "cost_usd": "0.0000042000"}}
     gw.on("GET", "/api/2.0/gateway/usage/", Reply(200, body))
     report = gateway_client.get_usage(["team", "day"], date(2025, 5, 1), "2025-05-31", team=3, route="chat")
     sent = gw.last
