@@ -6,30 +6,36 @@ Run from the repository root:  .venv/bin/python bench/run.py   (or `make bench`)
 What it does, bounded in time and on loopback only (see bench/README.md for how to read the result):
  1. installs what is missing: Debian's nginx and wrk (apt-get), MLflow's gateway in its own venv
     (bench/.venvs/mlflow, `mlflow[gateway]==2.22.5`), py-spy (bench/.venvs/tools) with --profile;
- 2. starts nginx as a fake OpenAI upstream (generated config in a temp dir, fixed chat completion);
- 3. prepares our gateway on a fresh SQLite database (route + granted consumer key) and serves it with
-    one uvicorn worker pinned to one core;
+ 2. starts nginx as a fake OpenAI upstream (generated config in a temp dir, fixed chat completion, and
+    a fixed SSE chat stream at its own location for the streaming route);
+ 3. prepares our gateway on a fresh SQLite database (the chat route, the streaming route and a consumer
+    key granted both) and serves it with one uvicorn worker pinned to one core;
  4. serves MLflow's gateway (`mlflow gateway start --workers 1`) on the same upstream, same core;
  5. for direct nginx, a raw ASGI + aiohttp proxy (the floor, bench/baseline_app.py), our gateway and
     MLflow's: checks one request answers 200 with the expected text, warms up, measures latency at 1
     connection and throughput at 32 (wrk, pinned to the other core), counts non-2xx answers and socket
     errors, reads the server's RSS and CPU use, other processes' CPU on its core (a disturbed run is
     repeated) and the upstream connections it opened;
- 6. prints a markdown table and the two target ratios, and writes them with the raw wrk output to
-    bench/results/<timestamp>.md;
- 7. stops every process it started, whatever happens.
+ 6. with --stream (default on) for direct nginx and both gateways: checks a `stream: true` call answers a
+    real SSE stream, then times the first `data:` line (TTFB) and the end of 300 streamed calls, one at
+    a time, from a small asyncio client pinned to the client core (`run.py --stream-client`);
+ 7. prints markdown tables, the two target ratios and the added TTFB, and writes them with the raw wrk
+    output to bench/results/<timestamp>.md;
+ 8. stops every process it started, whatever happens.
 Only the Python standard library is used here, so it runs under any interpreter of the project.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import contextlib
 import ctypes
 import datetime as dt
 import fcntl
 import json
+import math
 import os
 import platform
 import re
@@ -83,6 +89,35 @@ UPSTREAM_ANSWER = {
         {"index": 0, "message": {"role": "assistant", "content": EXPECTED_TEXT}, "finish_reason": "stop"}
     ],
     "usage": {"prompt_tokens": 12, "completion_tokens": 6, "total_tokens": 18},
+}
+
+# Streaming (--stream, on by default): a second route/endpoint whose upstream base URL points at the fake
+# upstream's fixed SSE stream (nginx cannot branch on the request body, so the stream has its own location).
+STREAM_ROUTE = "bench-stream"
+STREAM_UPSTREAM_PATH = "/stream/v1/chat/completions"
+STREAM_PIECES = ["bench-ok", " from", " the", " fake", " upstream"]  # the content deltas, in order
+assert "".join(STREAM_PIECES) == EXPECTED_TEXT
+# Ours and the fake upstream end a stream with `data: [DONE]`; MLflow 2.22.5's gateway just ends the body.
+STREAM_DONE_REQUIRED = ("direct", "ours")
+
+
+def upstream_stream() -> str:
+    """The fake upstream's fixed OpenAI chat stream: the role, the text in pieces, the finish reason, the usage
+    chunk (as asked by `stream_options.include_usage`) and `data: [DONE]`."""
+    base = {"id": "chatcmpl-bench-stream", "object": "chat.completion.chunk", "created": 1700000000, "model": MODEL}
+    chunks: list[dict[str, Any]] = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+    chunks += [{**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+               for piece in STREAM_PIECES]
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    chunks.append({**base, "choices": [], "usage": UPSTREAM_ANSWER["usage"]})
+    return "".join(f"data: {json.dumps(c, separators=(',', ':'))}\n\n" for c in chunks) + "data: [DONE]\n\n"
+
+
+# The streamed call on each gateway (--stream-api); `{route}` is replaced by the streaming route's name.
+STREAM_API_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "deployments": ("/endpoints/{route}/invocations", {"messages": MESSAGES, "stream": True}),
+    "openai": ("/v1/chat/completions", {"model": "{route}", "messages": MESSAGES, "stream": True}),
 }
 
 # Which API both gateways are driven through; --path/--body (and the per-gateway forms) override it.
@@ -674,6 +709,311 @@ def measure(target: Target, args: argparse.Namespace, workdir: Path) -> Measured
 
 
 # ---------------------------------------------------------------------------------------------
+# Streaming (--stream): time to the first `data:` line and to the end of the stream, one call at a time
+#
+# The client is a small asyncio HTTP/1.1 client on a raw connection (kept alive, as wrk's), run as a
+# child of this script (`run.py --stream-client SPEC`) pinned to the client core like wrk. It stamps the
+# time each request is written, the time the first `data:` of the body arrives (response headers alone
+# do not count: MLflow's gateway sends them before it has called the upstream) and the end of the body.
+
+STREAM_CLIENT_FLAG = "--stream-client"
+STREAM_CALL_TIMEOUT = 10.0  # seconds per streamed call
+
+
+@dataclass
+class StreamAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    ttfb_us: float | None  # first `data:` of the body
+    total_us: float
+    keep_alive: bool
+
+
+async def _read_answer(reader: asyncio.StreamReader, t0: float) -> StreamAnswer:
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("connection closed before the status line")
+    version, status_text, *_ = status_line.split(None, 2)
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = bytearray()
+    first: float | None = None
+
+    def got(piece: bytes) -> None:
+        nonlocal first
+        body.extend(piece)
+        if first is None and b"data:" in body:
+            first = time.perf_counter()
+
+    async def read_exactly(n: int) -> None:
+        while n:
+            piece = await reader.read(min(n, 65536))
+            if not piece:
+                raise ConnectionError("connection closed in the middle of the body")
+            n -= len(piece)
+            got(piece)
+
+    eof = False
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        while True:
+            size = int((await reader.readline()).split(b";")[0].strip() or b"x", 16)
+            if size == 0:
+                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                break
+            await read_exactly(size)
+            await reader.readexactly(2)  # CRLF after the chunk
+    elif "content-length" in headers:
+        await read_exactly(int(headers["content-length"]))
+    else:
+        while piece := await reader.read(65536):
+            got(piece)
+        eof = True
+    end = time.perf_counter()
+    keep_alive = version == b"HTTP/1.1" and headers.get("connection", "").lower() != "close" and not eof
+    return StreamAnswer(int(status_text), headers, bytes(body), None if first is None else (first - t0) * 1e6,
+                        (end - t0) * 1e6, keep_alive)
+
+
+async def stream_calls(port: int, path: str, body: bytes, headers: dict[str, str], count: int) -> list[StreamAnswer]:
+    """`count` POSTs one after the other over one kept-alive connection (reopened only if the server closes
+    it); a call that fails on the socket or times out is an answer with status 0 and the error as its body."""
+    head = "".join(f"{k}: {v}\r\n" for k, v in {
+        "Host": f"127.0.0.1:{port}", "Content-Type": "application/json", "Accept": "text/event-stream",
+        **headers, "Content-Length": str(len(body))}.items())
+    request = f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + body
+    answers: list[StreamAnswer] = []
+    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    for _ in range(count):
+        t0 = time.perf_counter()
+        try:
+            if conn is None:
+                conn = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), STREAM_CALL_TIMEOUT)
+                sock = conn[1].get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                t0 = time.perf_counter()
+            reader, writer = conn
+            writer.write(request)
+            await writer.drain()
+            answer = await asyncio.wait_for(_read_answer(reader, t0), STREAM_CALL_TIMEOUT)
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
+            answer = StreamAnswer(0, {}, f"{type(exc).__name__}: {exc}".encode(), None,
+                                  (time.perf_counter() - t0) * 1e6, False)
+        answers.append(answer)
+        if not answer.keep_alive and conn is not None:
+            conn[1].close()
+            with contextlib.suppress(Exception):
+                await conn[1].wait_closed()
+            conn = None
+    if conn is not None:
+        conn[1].close()
+        with contextlib.suppress(Exception):
+            await conn[1].wait_closed()
+    return answers
+
+
+def answer_problem(answer: StreamAnswer, done_required: bool) -> str:
+    """Why a streamed answer is not a plain success (empty when it is one)."""
+    if answer.status != 200:
+        return f"status {answer.status}: {answer.body[:300].decode(errors='replace')}"
+    if answer.ttfb_us is None:
+        return f"no `data:` line in the body: {answer.body[:300].decode(errors='replace')}"
+    if done_required and not answer.body.rstrip().endswith(b"data: [DONE]"):
+        return f"the stream does not end with `data: [DONE]`: ...{answer.body[-200:].decode(errors='replace')}"
+    return ""
+
+
+def stream_client_main(spec_text: str) -> int:
+    """Child process: warm-up calls, then measured calls; prints one JSON summary line on stdout."""
+    spec = json.loads(spec_text)
+    answers = asyncio.run(stream_calls(spec["port"], spec["path"], spec["body"].encode(), spec["headers"],
+                                       spec["warmup"] + spec["count"]))
+    measured = answers[spec["warmup"]:]
+    problems = [p for a in measured if (p := answer_problem(a, spec["done_required"]))]
+    ok = [a for a in measured if not answer_problem(a, spec["done_required"])]
+    print(json.dumps({
+        "ttfb_us": [a.ttfb_us for a in ok], "total_us": [a.total_us for a in ok],
+        "failures": len(problems), "first_failure": problems[0] if problems else "",
+        "warmup_failures": sum(1 for a in answers[:spec["warmup"]] if answer_problem(a, spec["done_required"])),
+    }))
+    return 0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (as wrk's): the smallest value with at least q% of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100.0 * len(ordered)) - 1)] if ordered else float("nan")
+
+
+@dataclass
+class SseCheck:
+    events: int  # `data:` events before [DONE]
+    content_events: int  # of them, with a non-empty content delta
+    done: bool  # ends with `data: [DONE]`
+    content_type: str
+
+
+def check_sse(answer: StreamAnswer, label: str, done_required: bool) -> SseCheck:
+    """The answer must be a real SSE stream of OpenAI chat chunks whose content deltas add up to the fake
+    upstream's text, sent as several events; raises BenchError otherwise."""
+    text = answer.body.decode(errors="replace")
+    content_type = answer.headers.get("content-type", "")
+    problem = answer_problem(answer, done_required)
+    if not problem and not content_type.startswith("text/event-stream"):
+        problem = f"content-type {content_type!r}, not text/event-stream"
+    events = content_events = 0
+    done = False
+    pieces: list[str] = []
+    for block in text.replace("\r\n", "\n").split("\n\n") if not problem else []:
+        data = "\n".join(line[5:].lstrip() for line in block.split("\n") if line.startswith("data:"))
+        if not block.strip() or not data:
+            continue
+        if done:
+            problem = "events after `data: [DONE]`"
+            break
+        if data == "[DONE]":
+            done = True
+            continue
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            problem = f"an event is not JSON: {data[:200]!r}"
+            break
+        if chunk.get("object") != "chat.completion.chunk" or not isinstance(chunk.get("choices"), list):
+            problem = f"an event is not an OpenAI chat chunk: {data[:200]!r}"
+            break
+        events += 1
+        contents = [c.get("delta", {}).get("content") or "" for c in chunk["choices"]]
+        if any(contents):
+            content_events += 1
+            pieces.extend(contents)
+    if not problem and "".join(pieces) != EXPECTED_TEXT:
+        problem = f"the content deltas add up to {''.join(pieces)!r}, not {EXPECTED_TEXT!r}"
+    if not problem and content_events < 2:
+        problem = f"the text came in {content_events} event(s): not a stream"
+    if problem:
+        raise BenchError(f"{label}: the stream check failed: {problem}\n{text[:2000]}")
+    return SseCheck(events, content_events, done, content_type)
+
+
+@dataclass
+class StreamRun:
+    label: str
+    ttfb_us: list[float]
+    total_us: list[float]
+    failures: int
+    first_failure: str
+    cpu_percent: float
+    others_percent: float
+    others_machine_percent: float
+    seconds: float
+    upstream: tuple[int, int] | None = None  # new connections the gateway opened upstream, requests it sent
+
+    def p(self, which: str, q: float) -> float:
+        return percentile(self.ttfb_us if which == "ttfb" else self.total_us, q)
+
+    def render(self) -> str:
+        return (f"{self.label}: {len(self.ttfb_us)} streams ok, {self.failures} failed"
+                f"{' (first: ' + self.first_failure[:300] + ')' if self.failures else ''}; "
+                f"TTFB p50 {self.p('ttfb', 50) / 1000:.3f} ms, p90 {self.p('ttfb', 90) / 1000:.3f}, "
+                f"p99 {self.p('ttfb', 99) / 1000:.3f}, max {max(self.ttfb_us, default=0) / 1000:.3f}; "
+                f"total p50 {self.p('total', 50) / 1000:.3f} ms, p99 {self.p('total', 99) / 1000:.3f}; "
+                f"{self.seconds:.1f} s; server CPU {self.cpu_percent:.0f}%, others {self.others_percent:.0f}% on its "
+                f"CPU, {self.others_machine_percent:.0f}% in all"
+                + (f"; upstream: {self.upstream[0]} new connections for {self.upstream[1]} requests"
+                   if self.upstream else ""))
+
+
+@dataclass
+class StreamMeasured:
+    target: Target
+    sample: str = ""
+    check: SseCheck | None = None
+    run: StreamRun | None = None
+    discarded: list[StreamRun] = field(default_factory=list)
+    requests_sent: int = 0
+    unavailable: str = ""  # why this server was not measured (it does not stream)
+
+    @property
+    def runs(self) -> list[StreamRun]:
+        return [r for r in (self.run, *self.discarded) if r is not None]
+
+
+def run_stream_client(target: Target, args: argparse.Namespace, label: str) -> StreamRun:
+    spec = {"port": target.server.port, "path": target.path, "body": target.body.decode(), "headers": target.headers,
+            "count": args.stream_requests, "warmup": args.stream_warmup,
+            "done_required": target.key in STREAM_DONE_REQUIRED}
+    cmd = [*pinned(args.client_cpu), sys.executable, str(Path(__file__).resolve()), STREAM_CLIENT_FLAG,
+           json.dumps(spec)]
+    timeout = 30 + (args.stream_requests + args.stream_warmup) * 0.5
+    before = upstream_counters(target.upstream) if target.upstream else None
+    watch = CpuWatch(target.server.pid, target.upstream.pid if target.upstream else None, parse_cpus(target.cpus),
+                     parse_cpus(args.client_cpu))
+    started = time.monotonic()
+    client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+    set_autogroup_nice(client.pid)
+    try:
+        stdout, stderr = client.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"the streaming client against {target.label} did not finish in {timeout:.0f}s") from None
+    finally:
+        if client.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(client.pid, signal.SIGKILL)
+            client.wait(timeout=5)
+    seconds = time.monotonic() - started
+    server_percent, others_percent, others_machine = watch.stop()
+    upstream = None
+    if target.upstream and before:
+        after = upstream_counters(target.upstream)  # each read is one connection and one request of its own
+        upstream = (after[0] - before[0] - 1, after[1] - before[1] - 1)
+    try:
+        out = json.loads(stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise BenchError(f"the streaming client failed (exit {client.returncode}):\n{stdout[-2000:]}\n"
+                         f"{stderr[-3000:]}") from None
+    run = StreamRun(label, out["ttfb_us"], out["total_us"], out["failures"] + out["warmup_failures"],
+                    out["first_failure"], server_percent, others_percent, others_machine, seconds, upstream)
+    log(f"  {target.key} {run.render()}")
+    return run
+
+
+def measure_stream(target: Target, args: argparse.Namespace) -> StreamMeasured:
+    """Check that the path answers a real SSE stream, then time `--stream-requests` streamed calls at one
+    connection (a run disturbed by other processes is repeated, as wrk's are), and check again."""
+    log(f"streaming: {target.label} at {target.url}")
+    done_required = target.key in STREAM_DONE_REQUIRED
+    result = StreamMeasured(target)
+
+    def check() -> None:
+        answer = asyncio.run(stream_calls(target.server.port, target.path, target.body, target.headers, 1))[0]
+        result.requests_sent += 1
+        result.check = check_sse(answer, target.label, done_required)
+        result.sample = answer.body.decode(errors="replace")
+
+    check()
+    runs: list[StreamRun] = []
+    while not runs or (runs[-1].others_percent > OTHER_LOAD_WARNING_PERCENT and len(runs) <= args.retries):
+        if runs:
+            log(f"  other processes took {runs[-1].others_percent:.0f}% of the server's core during that run: "
+                "repeating it")
+        runs.append(run_stream_client(target, args, "streamed, 1 conn" + (", repeated" if runs else "")))
+        result.requests_sent += args.stream_warmup + args.stream_requests
+    result.run = min(runs, key=lambda r: r.others_percent)
+    for r in runs:
+        if r is not result.run:
+            r.label += " (discarded: disturbed)"
+            result.discarded.append(r)
+    check()  # still a correct stream after the load
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
 # The three servers
 
 
@@ -684,9 +1024,13 @@ def start_nginx(group: ProcessGroup, workdir: Path, cpu: str) -> Server:
         (ndir / sub).mkdir(parents=True, exist_ok=True)
     answer = json.dumps(UPSTREAM_ANSWER, separators=(",", ":"))
     assert "'" not in answer and "$" not in answer and "\\" not in answer
+    stream = upstream_stream()
+    assert "'" not in stream and "$" not in stream and "\\" not in stream
+    stream = stream.replace("\n", "\\n")  # nginx turns \n in a quoted string into a newline
     conf = ndir / "nginx.conf"
     conf.write_text(textwrap.dedent(f"""\
-        # Generated by bench/run.py: a fake OpenAI upstream answering one fixed chat completion.
+        # Generated by bench/run.py: a fake OpenAI upstream answering one fixed chat completion, and one
+        # fixed chat stream (Server-Sent Events, sent in one piece) at {STREAM_UPSTREAM_PATH}.
         daemon off;
         master_process on;
         worker_processes 1;
@@ -708,6 +1052,12 @@ def start_nginx(group: ProcessGroup, workdir: Path, cpu: str) -> Server:
                     if ($request_method != POST) {{ return 405; }}
                     default_type application/json;
                     return 200 '{answer}';
+                }}
+                location = {STREAM_UPSTREAM_PATH} {{
+                    if ($request_method != POST) {{ return 405; }}
+                    default_type text/event-stream;
+                    add_header Cache-Control no-cache;
+                    return 200 '{stream}';
                 }}
                 location = /nginx_status {{ stub_status; }}
                 location / {{ return 404; }}
@@ -741,17 +1091,19 @@ def gateway_env(workdir: Path, redis_url: str) -> dict[str, str]:
 
 
 def prepare_gateway(env: dict[str, str], upstream_port: int) -> str:
-    """Migrate a fresh database, create the route, issue a consumer key granted to it; returns the key."""
+    """Migrate a fresh database, create the routes (the chat route and the streaming one, whose upstream is the
+    fake upstream's SSE stream), issue a consumer key granted to both; returns the key."""
     manage = [str(PROJECT_PYTHON), str(PROJECT_DIR / "manage.py")]
     log("our gateway: migrate a fresh SQLite database")
     _run([*manage, "migrate", "--noinput", "-v", "0"], timeout=240, env=env, cwd=PROJECT_DIR, what="manage.py migrate")
-    config = {"openai_api_key": UPSTREAM_KEY, "openai_api_base": f"http://127.0.0.1:{upstream_port}/v1"}
-    code = ("from routes import services; "
-            f"services.route_create(name={ROUTE!r}, route_type='llm/v1/chat', provider='openai', "
-            f"model_name={MODEL!r}, config={config!r})")
+    code = "from routes import services"
+    for name, base in ((ROUTE, "/v1"), (STREAM_ROUTE, STREAM_UPSTREAM_PATH.removesuffix("/chat/completions"))):
+        config = {"openai_api_key": UPSTREAM_KEY, "openai_api_base": f"http://127.0.0.1:{upstream_port}{base}"}
+        code += (f"; services.route_create(name={name!r}, route_type='llm/v1/chat', provider='openai', "
+                 f"model_name={MODEL!r}, config={config!r})")
     _run([*manage, "shell", "-c", code], timeout=120, env=env, cwd=PROJECT_DIR, what="manage.py shell (route_create)")
-    out = _run([*manage, "issue_key", "--team", "bench", "--consumer", "load", "--route", ROUTE], timeout=120,
-               env=env, cwd=PROJECT_DIR, what="manage.py issue_key").stdout
+    out = _run([*manage, "issue_key", "--team", "bench", "--consumer", "load", "--route", ROUTE,
+                "--route", STREAM_ROUTE], timeout=120, env=env, cwd=PROJECT_DIR, what="manage.py issue_key").stdout
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     if not lines:
         raise BenchError("manage.py issue_key printed no key")
@@ -795,15 +1147,15 @@ def start_mlflow(group: ProcessGroup, workdir: Path, venv: Path, upstream_port: 
     port = free_port()
     config = {
         "endpoints": [{
-            "name": ROUTE,
+            "name": name,
             "endpoint_type": "llm/v1/chat",
             "model": {
                 "provider": "openai",
                 "name": MODEL,
                 "config": {"openai_api_key": UPSTREAM_KEY,
-                           "openai_api_base": f"http://127.0.0.1:{upstream_port}/v1"},
+                           "openai_api_base": f"http://127.0.0.1:{upstream_port}{base}"},
             },
-        }]
+        } for name, base in ((ROUTE, "/v1"), (STREAM_ROUTE, STREAM_UPSTREAM_PATH.removesuffix("/chat/completions")))]
     }
     config_path = workdir / "mlflow-gateway.yaml"
     config_path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
@@ -816,9 +1168,9 @@ def start_mlflow(group: ProcessGroup, workdir: Path, venv: Path, upstream_port: 
     return server
 
 
-def target_request(path: str, body: dict[str, Any] | str) -> tuple[str, bytes]:
+def target_request(path: str, body: dict[str, Any] | str, route: str = ROUTE) -> tuple[str, bytes]:
     text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
-    return path.replace("{route}", ROUTE), text.replace("{route}", ROUTE).encode()
+    return path.replace("{route}", route), text.replace("{route}", route).encode()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -984,6 +1336,63 @@ def render_ratios(results: dict[str, Measured]) -> tuple[str, bool]:
     return "\n".join(lines), ok_rps and ok_over
 
 
+def render_stream_table(streams: dict[str, StreamMeasured]) -> str:
+    direct = streams.get("direct")
+    base = direct.run if direct and direct.run and direct.run.ttfb_us else None
+    rows = ["| server | streamed call | TTFB p50 ms | TTFB p99 ms | added TTFB p50 / p99 ms (− direct) | "
+            "total p50 ms | total p99 ms | stream | ok / failed | server CPU | others on its CPU |",
+            "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for key in TARGET_NAMES:
+        if key not in streams:
+            continue
+        m = streams[key]
+        call = f"`POST {m.target.path}`"
+        if m.unavailable or m.run is None or m.check is None or not m.run.ttfb_us:
+            why = m.unavailable or (m.run.first_failure if m.run else "not measured")
+            why = why[:200].replace("|", "\\|")
+            rows.append(f"| {m.target.label} | {call} | – | – | – | – | – | does not stream: {why} | – | – | – |")
+            continue
+        r = m.run
+        added = "–" if key == "direct" or base is None else \
+            f"**{fmt_ms(r.p('ttfb', 50) - base.p('ttfb', 50))}** / {fmt_ms(r.p('ttfb', 99) - base.p('ttfb', 99))}"
+        ending = "`data: [DONE]`" if m.check.done else "no `[DONE]`"
+        rows.append(
+            f"| {m.target.label} | {call} | {fmt_ms(r.p('ttfb', 50))} | {fmt_ms(r.p('ttfb', 99))} | {added} | "
+            f"{fmt_ms(r.p('total', 50))} | {fmt_ms(r.p('total', 99))} | {m.check.events} events "
+            f"({m.check.content_events} with text), {ending} | {len(r.ttfb_us)} / {r.failures} | "
+            f"{r.cpu_percent:.0f}% | {r.others_percent:.0f}% |")
+    return "\n".join(rows)
+
+
+def render_stream_notes(streams: dict[str, StreamMeasured]) -> list[str]:
+    def ok(key: str) -> StreamRun | None:
+        m = streams.get(key)
+        return m.run if m and m.run and m.run.ttfb_us and not m.unavailable else None
+
+    direct, ours, mlflow = ok("direct"), ok("ours"), ok("mlflow")
+    if direct is None or (ours is None and mlflow is None):
+        return ["streaming: the added time to first byte needs direct and a gateway measured"]
+    parts = []
+    for label, run in (("ours", ours), ("MLflow's", mlflow)):
+        if run is not None:
+            parts.append(f"{label} {(run.p('ttfb', 50) - direct.p('ttfb', 50)) / 1000:.3f} ms at p50, "
+                         f"{(run.p('ttfb', 99) - direct.p('ttfb', 99)) / 1000:.3f} ms at p99")
+    notes = [f"streaming, added time to first byte (first `data:` line; gateway − direct nginx, one call at a "
+             f"time): {'; '.join(parts)}"]
+    if ours is not None and mlflow is not None:
+        over_ours = ours.p("ttfb", 50) - direct.p("ttfb", 50)
+        over_mlflow = mlflow.p("ttfb", 50) - direct.p("ttfb", 50)
+        if over_mlflow > 0:
+            notes.append(f"streaming, added TTFB at p50, ours ÷ MLflow's = {over_ours / 1000:.3f} ÷ "
+                         f"{over_mlflow / 1000:.3f} ms = **{over_ours / over_mlflow:.2f}**")
+    for label, run in (("ours", ours), ("MLflow's", mlflow)):
+        if run is not None:
+            notes.append(f"streaming, {label}: from the first `data:` line to the end of the stream "
+                         f"{(run.p('total', 50) - run.p('ttfb', 50)) / 1000:.3f} ms at p50 (the fake upstream sends "
+                         f"its whole stream at once: this is the gateway's work on the other chunks)")
+    return notes
+
+
 def machine_info() -> str:
     cpu = "?"
     with contextlib.suppress(OSError):
@@ -1041,6 +1450,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--redis", nargs="?", const="redis://127.0.0.1:6379/14", default="",
                    help="run our gateway with REDIS_URL (default URL redis://127.0.0.1:6379/14); the benchmark "
                         "owns that database: it is emptied before and after the run (kept with --keep)")
+    p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
+                   help="also measure streamed calls (stream: true): time to the first `data:` line and to the end "
+                        "of the stream at 1 connection, direct and through each gateway (default on; about 15 s)")
+    p.add_argument("--stream-only", action="store_true",
+                   help="measure only the streamed calls (no wrk load, no floor proxy)")
+    p.add_argument("--stream-api", choices=sorted(STREAM_API_PRESETS),
+                   help="API the streamed calls use on both gateways (default: openai with --api openai, "
+                        "else deployments, POST /endpoints/{route}/invocations)")
+    p.add_argument("--stream-requests", type=int, default=300,
+                   help="measured streamed calls per server, one after the other (default 300)")
+    p.add_argument("--stream-warmup", type=int, default=30,
+                   help="streamed calls before those, not counted (default 30)")
     p.add_argument("--profile", action="store_true",
                    help="after measuring, record our gateway with py-spy under load and summarize the top functions")
     p.add_argument("--project", type=Path, default=ROOT,
@@ -1049,7 +1470,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-install", action="store_true", help="fail instead of installing what is missing")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (databases, configs, server logs)")
     p.add_argument("--strict", action="store_true",
-                   help="exit 2 when a target ratio is missed or any request failed under load")
+                   help="exit 2 when a target ratio is missed, any request failed under load or a streamed "
+                        "call failed")
     args = p.parse_args(argv)
     if min(args.duration, args.warmup) < 1 or args.duration > 60 or args.warmup > 30:
         p.error("--duration must be 1..60 and --warmup 1..30 (the whole run stays bounded)")
@@ -1057,6 +1479,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--retries must be 0..5")
     if not 1 <= args.connections <= 1024:
         p.error("--connections must be 1..1024")
+    if not 10 <= args.stream_requests <= 5000 or not 0 <= args.stream_warmup <= 1000:
+        p.error("--stream-requests must be 10..5000 and --stream-warmup 0..1000")
+    if args.stream_only:
+        args.stream = True
+        if args.profile:
+            p.error("--profile profiles the wrk load: not with --stream-only")
+    args.stream_api = args.stream_api or ("openai" if args.api == "openai" else "deployments")
     env: dict[str, str] = {}
     for item in args.env:
         k, sep, v = item.partition("=")
@@ -1083,6 +1512,18 @@ def resolve_requests(args: argparse.Namespace) -> dict[str, tuple[str, bytes]]:
         except ValueError:
             raise SystemExit(f"the {key} request body is not JSON: {raw[:200]!r}") from None
     return reqs
+
+
+def resolve_stream_requests(args: argparse.Namespace) -> dict[str, tuple[str, bytes]]:
+    """The streamed call on each server: the fake upstream's stream location directly, the streaming route on
+    both gateways through --stream-api."""
+    path, body = STREAM_API_PRESETS[args.stream_api]
+    direct = {"model": MODEL, "messages": MESSAGES, "stream": True}
+    return {
+        "direct": target_request(STREAM_UPSTREAM_PATH, direct),
+        "ours": target_request(path, body, STREAM_ROUTE),
+        "mlflow": target_request(path, body, STREAM_ROUTE),
+    }
 
 
 class MiniRedis:
@@ -1194,6 +1635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.nice = 0
     NICE = args.nice
     requests = resolve_requests(args)
+    stream_requests = resolve_stream_requests(args)
 
     ensure_debian_packages(args.no_install)
     mlflow_venv = ensure_venv("mlflow", [MLFLOW_REQUIREMENT], args.no_install) if "mlflow" in wanted else None
@@ -1209,6 +1651,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     group = ProcessGroup()
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     results: dict[str, Measured] = {}
+    streams: dict[str, StreamMeasured] = {}
     notes: list[str] = []
     log_problems: dict[str, list[str]] = {}
     profile_text = ""
@@ -1216,12 +1659,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         upstream = start_nginx(group, workdir, args.client_cpu)
         upstream_headers = {"Authorization": f"Bearer {UPSTREAM_KEY}"}
 
-        if "direct" in wanted:
-            path, body = requests["direct"]
-            results["direct"] = measure(Target("direct", TARGET_LABELS["direct"], upstream, path, body,
-                                               upstream_headers, None, args.client_cpu), args, workdir)
+        def stream_target(key: str, server: Server, headers: dict[str, str], behind: Server | None,
+                          cpus: str, label: str = "") -> Target:
+            path, body = stream_requests[key]
+            return Target(key, label or TARGET_LABELS[key], server, path, body, headers, behind, cpus)
 
-        if "baseline" in wanted:
+        if "direct" in wanted:
+            if not args.stream_only:
+                path, body = requests["direct"]
+                results["direct"] = measure(Target("direct", TARGET_LABELS["direct"], upstream, path, body,
+                                                   upstream_headers, None, args.client_cpu), args, workdir)
+            if args.stream:
+                streams["direct"] = measure_stream(
+                    stream_target("direct", upstream, upstream_headers, None, args.client_cpu), args)
+
+        if "baseline" in wanted and args.stream_only:
+            log("the floor proxy reads whole answers (no streaming): not measured with --stream-only")
+        elif "baseline" in wanted:
             server = start_baseline(group, workdir, upstream.port, args.server_cpu)
             path, body = requests["baseline"]
             results["baseline"] = measure(Target("baseline", TARGET_LABELS["baseline"], server, path, body, {},
@@ -1238,13 +1692,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             label = TARGET_LABELS["ours"] + (" (Redis)" if args.redis else "")
             target = Target("ours", label, server, path, body, {"Authorization": f"Bearer {key}"}, upstream,
                             args.server_cpu)
-            results["ours"] = measured = measure(target, args, workdir)
-            if args.profile:
-                profile_text = profile_ours(target, workdir / "ours.lua", args, workdir)
+            sent = 0
+            if not args.stream_only:
+                results["ours"] = measured = measure(target, args, workdir)
+                if args.profile:
+                    profile_text = profile_ours(target, workdir / "ours.lua", args, workdir)
+                # wrk counts the answers it got before its time was up; a few more requests were in flight.
+                sent += sum(int(r.values["requests"]) for r in measured.runs) + 2 + args.profile_requests
+            if args.stream:
+                streams["ours"] = streamed = measure_stream(
+                    stream_target("ours", server, target.headers, upstream, args.server_cpu, label), args)
+                sent += streamed.requests_sent
             group.stop(server)  # graceful: the usage recorder flushes on shutdown
             log_problems["ours"] = server.log_problems()
-            # wrk counts the answers it got before its time was up; a few more requests were in flight.
-            sent = sum(int(r.values["requests"]) for r in measured.runs) + 2 + args.profile_requests
             recorded = usage_event_count(env)
             if redis is not None:
                 queued = redis.stream_entries()
@@ -1253,8 +1713,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 recorded = (recorded or 0) + queued
             if recorded is not None:
                 where = "database and Redis streams" if redis is not None else "database"
+                counted_by = "the streaming client" if args.stream_only else \
+                    "wrk and the streaming client" if args.stream else "wrk"
+                in_flight = "" if args.stream_only else " (and the requests still in flight when each wrk run ended)"
                 notes.append(f"usage events recorded by our gateway ({where}): {recorded:,} for the "
-                             f"{sent:,} answers wrk counted (and the requests still in flight when each run ended)")
+                             f"{sent:,} answers {counted_by} counted{in_flight}")
                 if recorded < sent:
                     notes.append(f"WARNING: {sent - recorded:,} requests have no usage event")
 
@@ -1262,8 +1725,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert mlflow_venv is not None
             server = start_mlflow(group, workdir, mlflow_venv, upstream.port, args.server_cpu)
             path, body = requests["mlflow"]
-            results["mlflow"] = measure(Target("mlflow", TARGET_LABELS["mlflow"], server, path, body, {}, upstream,
-                                               args.server_cpu), args, workdir)
+            if not args.stream_only:
+                results["mlflow"] = measure(Target("mlflow", TARGET_LABELS["mlflow"], server, path, body, {},
+                                                   upstream, args.server_cpu), args, workdir)
+            if args.stream:
+                target = stream_target("mlflow", server, {}, upstream, args.server_cpu)
+                try:
+                    streams["mlflow"] = measure_stream(target, args)
+                except BenchError as exc:  # reported in the table: MLflow's gateway is the comparison, not the subject
+                    log(f"MLflow's gateway did not stream: {exc}")
+                    streams["mlflow"] = StreamMeasured(target, unavailable=str(exc).split("\n", 1)[0])
             log_problems["mlflow"] = server.log_problems()  # gunicorn logs the stop's SIGTERM as an ERROR
             group.stop(server)
     finally:
@@ -1276,11 +1747,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    table = render_table(results, args.connections)
     ratios, ratios_ok = render_ratios(results)
     failures = [f"{m.target.label}: {n} non-2xx, {s} socket errors"
                 for m in results.values() for n, s in [m.errors()] if n or s]
+    failures += [f"{sm.target.label}, {sr.label}: {sr.failures} streamed calls failed, e.g. {sr.first_failure[:300]}"
+                 for sm in streams.values() for sr in sm.runs if sr.failures]
     warnings: list[str] = []
+    for sm in streams.values():
+        if sm.unavailable:
+            warnings.append(f"{sm.target.label}: no streaming numbers ({sm.unavailable[:300]})")
     for m in results.values():
         for r in (m.c1, m.c32):
             conns = int(r.values.get("upstream_conns", 0))
@@ -1292,27 +1767,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problems:
             warnings.append(f"{TARGET_LABELS[key]} logged {len(problems)} error lines, e.g. {problems[0][:300]!r}: "
                             f"its numbers include that error handling")
-    busiest = max(((r.others_percent or 0.0, f"{m.target.label}, {r.label}")
-                   for m in results.values() for r in (m.c1, m.c32)), default=(0.0, ""))
+    busiest = max([*((r.others_percent or 0.0, f"{m.target.label}, {r.label}")
+                     for m in results.values() for r in (m.c1, m.c32)),
+                   *((sr.others_percent, f"{sm.target.label}, {sr.label}") for sm in streams.values()
+                     if (sr := sm.run) is not None)], default=(0.0, ""))
     if busiest[0] > OTHER_LOAD_WARNING_PERCENT:
         warnings.append(f"other processes took up to {busiest[0]:.0f}% of the server's core during a measured run "
                         f"({busiest[1]}): this machine was busy, the numbers are disturbed; run again when it is idle")
     extra_env = " ".join(f"{k}={v}" for k, v in args.env.items())
     elapsed = time.monotonic() - started
-    summary = "\n".join([
-        f"## Gateway load benchmark, {when:%Y-%m-%d %H:%M:%S} UTC",
-        "",
-        f"Machine: {machine_info()}.",
+    load_part = [] if args.stream_only else [
         f"API: our gateway `POST {requests['ours'][0]}`, MLflow's `POST {requests['mlflow'][0]}`; "
         f"fake upstream nginx `POST /v1/chat/completions`. Servers pinned to CPU {args.server_cpu}, "
         f"wrk and nginx to CPU {args.client_cpu}; {args.warmup} s warm-up, {args.duration} s per run"
         f"{'; our gateway with REDIS_URL=' + args.redis if args.redis else ''}"
         f"{'; our gateway with ' + extra_env if extra_env else ''}; niceness {args.nice}.",
         "",
-        table,
+        render_table(results, args.connections),
         "",
         ratios,
         "",
+    ]
+    stream_part = [] if not streams else [
+        f"### Streaming (`stream: true`, {args.stream_api} API)",
+        "",
+        f"{args.stream_requests} streamed chat calls per server, one after the other on one kept-alive connection "
+        f"(after {args.stream_warmup} not counted), from an asyncio client pinned to CPU {args.client_cpu}; "
+        f"the fake upstream answers `POST {STREAM_UPSTREAM_PATH}` with a fixed OpenAI SSE stream "
+        f"({len(STREAM_PIECES) + 3} events and `data: [DONE]`, sent at once), the gateways' `{STREAM_ROUTE}` route "
+        f"points there. TTFB: from writing the request to the first `data:` line of the body; total: to the end "
+        f"of the body.",
+        "",
+        render_stream_table(streams),
+        "",
+        *(f"- {n}" for n in render_stream_notes(streams)),
+        "",
+    ]
+    summary = "\n".join([
+        f"## Gateway load benchmark, {when:%Y-%m-%d %H:%M:%S} UTC",
+        "",
+        f"Machine: {machine_info()}.",
+        *load_part,
+        *stream_part,
         *(f"- {n}" for n in notes),
         *(f"- WARNING: {f}" for f in failures),
         *(f"- WARNING: {w}" for w in warnings),
@@ -1325,6 +1821,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parts = [summary, "", "## Sample answers (verified before measuring)", ""]
     for m in results.values():
         parts += [f"{m.target.label}, `POST {m.target.url}`:", "", "```json", m.sample.strip()[:1500], "```", ""]
+    if streams:
+        parts += ["## Sample streams (verified before and after measuring)", ""]
+        for sm in streams.values():
+            if sm.sample:
+                parts += [f"{sm.target.label}, `POST {sm.target.url}`:", "", "```", sm.sample.strip()[:3000], "```", ""]
     parts += ["## Memory", ""]
     parts += [f"- {m.target.label}: {m.memory_idle.render()} before load, {m.memory_after.render()} after"
               for m in results.values()]
@@ -1334,6 +1835,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for m in results.values():
         for r in m.runs:
             parts += [f"### {m.target.label}, {r.label}", "", "```", r.raw.strip(), "```", ""]
+    if streams:
+        parts += ["## Streaming runs", ""]
+        parts += [f"- {sm.target.label}, {sr.render()}" for sm in streams.values() for sr in sm.runs]
     out.write_text("\n".join(parts) + "\n")
     log(f"wrote {out.relative_to(ROOT)}")
     if args.strict and (failures or not ratios_ok):
@@ -1342,6 +1846,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == [STREAM_CLIENT_FLAG]:  # the streaming client, run pinned by the benchmark itself
+        sys.exit(stream_client_main(sys.argv[2]))
     try:
         sys.exit(main())
     except BenchError as exc:
