@@ -55,18 +55,22 @@ end
 return out
 """
 
-# KEYS: the counters charged by a reservation. ARGV: deltas of calls, tokens, micro-USD. A counter
+# KEYS: counters to reconcile. ARGV: per key, the deltas of calls, tokens and micro-USD. A counter
 # that has expired meanwhile is left alone (re-creating it would leave a negative count behind).
 ADJUST_LUA = """
 for i = 1, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    if ARGV[1] ~= '0' then redis.call('HINCRBY', KEYS[i], 'c', ARGV[1]) end
-    if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[i], 't', ARGV[2]) end
-    if ARGV[3] ~= '0' then redis.call('HINCRBY', KEYS[i], 'u', ARGV[3]) end
+    local base = (i - 1) * 3
+    if ARGV[base + 1] ~= '0' then redis.call('HINCRBY', KEYS[i], 'c', ARGV[base + 1]) end
+    if ARGV[base + 2] ~= '0' then redis.call('HINCRBY', KEYS[i], 't', ARGV[base + 2]) end
+    if ARGV[base + 3] ~= '0' then redis.call('HINCRBY', KEYS[i], 'u', ARGV[base + 3]) end
   end
 end
 return #KEYS
 """
+
+# Reconciles wait at most this long for a reservation's pipeline to ride along with.
+ADJUST_DELAY_SECONDS = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +124,10 @@ class _Op:
 class RedisLimitStore:
     """Counters in Redis, shared by every process: exact across processes and servers.
 
-    Calls are auto-pipelined: every script call made in one turn of the event loop goes to Redis in
-    one pipeline (one write, one read), so under load many calls share a round trip; a lone call
-    still goes at once. Each script stays atomic on its own. Reconciles are sent the same way but
-    not waited for: the answer goes out without waiting for them.
+    Calls are auto-pipelined: one pipeline (one write, one read) is in flight at a time, and every
+    reservation made meanwhile goes in the next one, so under load many calls share a round trip; a
+    lone call still goes at once. Each script stays atomic on its own. Reconciles are not waited for: they are
+    summed per counter and ride along with the next pipeline (within ADJUST_DELAY_SECONDS).
     """
 
     name = "redis"
@@ -138,6 +142,8 @@ class RedisLimitStore:
         self._redis = aioredis.Redis(connection_pool=pool)
         self._scripts = {_sha(RESERVE_LUA): RESERVE_LUA, _sha(ADJUST_LUA): ADJUST_LUA}
         self._pending: list[_Op] = []
+        self._deltas: dict[str, list[int]] = {}
+        self._adjust_timer = False
         self._flush_scheduled = False
         self._in_flight: set[asyncio.Task[None]] = set()
         self._url, self._timeout = url, timeout
@@ -145,9 +151,9 @@ class RedisLimitStore:
 
     # ---- auto-pipelining
 
-    def _submit(self, sha: str, keys: list[str], args: list[int], *, wait: bool) -> asyncio.Future[Any] | None:
+    def _submit(self, sha: str, keys: list[str], args: list[int]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
-        future = loop.create_future() if wait else None
+        future = loop.create_future()
         self._pending.append(_Op(sha, keys, args, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -156,7 +162,14 @@ class RedisLimitStore:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._in_flight:
+            return  # one round trip at a time: what queues meanwhile goes in the next, all together
         batch, self._pending = self._pending, []
+        if self._deltas:
+            # Reconciles, summed per counter, ride along in one script call.
+            deltas, self._deltas = self._deltas, {}
+            args = [d for triple in deltas.values() for d in triple]
+            batch.append(_Op(_sha(ADJUST_LUA), list(deltas), args, None))
         if batch:
             task = asyncio.get_running_loop().create_task(self._send(batch))
             self._in_flight.add(task)
@@ -179,6 +192,11 @@ class RedisLimitStore:
                     results[i] = result
         except (redis.RedisError, OSError) as exc:
             results = [exc] * len(batch)
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.discard(task)  # done: the next round trip may go
+        if self._pending or self._deltas:
+            self._flush()
         for op, result in zip(batch, results, strict=True):
             if op.future is None:
                 if isinstance(result, Exception):
@@ -192,10 +210,11 @@ class RedisLimitStore:
 
     async def drain(self) -> None:
         """Wait until every call submitted so far has been answered (tests, shutdown)."""
-        while self._pending or self._in_flight or self._flush_scheduled:
+        while self._pending or self._deltas or self._in_flight or self._flush_scheduled:
             self._flush()
             if self._in_flight:
                 await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+            await asyncio.sleep(0)
 
     # ---- the store
 
@@ -204,14 +223,26 @@ class RedisLimitStore:
         args: list[int] = list(amounts)
         for when, cap in zip(expire_at, caps, strict=True):
             args += [when, *cap]
-        future = self._submit(_sha(RESERVE_LUA), list(keys), args, wait=True)
-        assert future is not None
-        return _parse_reserve(await future)
+        return _parse_reserve(await self._submit(_sha(RESERVE_LUA), list(keys), args))
 
     async def adjust(self, keys: Sequence[str], deltas: Triple) -> None:
-        """Queue the reconcile and return at once (errors are logged; the reservation then stays)."""
-        if keys and deltas != (0, 0, 0):
-            self._submit(_sha(ADJUST_LUA), list(keys), list(deltas), wait=False)
+        """Queue the reconcile and return at once: it goes with the next pipeline, at the latest after
+        ADJUST_DELAY_SECONDS (until then counters over-count, never under). Errors are logged; the
+        reservation then stays charged."""
+        if not keys or deltas == (0, 0, 0):
+            return
+        for key in keys:
+            total = self._deltas.setdefault(key, [0, 0, 0])
+            for m in range(3):
+                total[m] += deltas[m]
+        if not self._adjust_timer:
+            self._adjust_timer = True
+            asyncio.get_running_loop().call_later(ADJUST_DELAY_SECONDS, self._flush_adjustments)
+
+    def _flush_adjustments(self) -> None:
+        self._adjust_timer = False
+        if self._deltas and not self._flush_scheduled:
+            self._flush()
 
     def read(self, keys: Sequence[str]) -> list[Triple]:
         """Current counters (sync: for the management API)."""
