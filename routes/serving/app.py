@@ -67,7 +67,7 @@ def openai_endpoint(route_type: RouteType) -> Any:
 async def openai_models(request: Request) -> Response:
     state = _state(request)
     try:
-        principal = authenticate(state, request)
+        principal = await authenticate(state, request)
         name = request.path_params.get("model")
         if name is None:
             return JSONResponse({"object": "list", "data": models_visible(state.snapshot.current, principal)})

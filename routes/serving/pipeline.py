@@ -62,11 +62,14 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def authenticate(state: ServingState, request: Request) -> Principal:
+async def authenticate(state: ServingState, request: Request) -> Principal:
     key = parse_bearer(request.headers.get("authorization"))
     if key is None:
         raise Unauthenticated("Missing gateway key: send 'Authorization: Bearer <key>'.")
-    principal = state.snapshot.current.principal(hash_key(key), datetime.now(UTC))
+    key_hash = hash_key(key)
+    principal = state.snapshot.current.principal(key_hash, datetime.now(UTC))
+    if principal is None and await state.snapshot.refresh_on_miss():  # a key issued a moment ago
+        principal = state.snapshot.current.principal(key_hash, datetime.now(UTC))
     if principal is None:
         raise Unauthenticated("Invalid, revoked or expired gateway key.")
     return principal
@@ -92,8 +95,10 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
     return body
 
 
-def resolve_route(state: ServingState, principal: Principal, name: str) -> RouteEntry:
+async def resolve_route(state: ServingState, principal: Principal, name: str) -> RouteEntry:
     route = state.snapshot.current.routes.get(name)
+    if route is None and await state.snapshot.refresh_on_miss():  # a route created a moment ago
+        route = state.snapshot.current.routes.get(name)
     if route is None:
         raise NotFound(f"Route '{name}' does not exist.")
     if not route.granted(principal):
@@ -177,14 +182,14 @@ async def serve_query(
     )
     rate_headers: dict[str, str] = {}
     try:
-        principal = authenticate(state, request)
+        principal = await authenticate(state, request)
         event.consumer_id, event.consumer_name = principal.consumer_id, principal.consumer_name
         event.team_id, event.team_name = principal.team_id, principal.team_name
         event.api_key_id, event.environment = principal.key_id, principal.environment
         body = await read_json_body(request, state.max_body_bytes)
         name = route_name if isinstance(route_name, str) else route_name(body)
         event.route_name = name[:128]
-        route = resolve_route(state, principal, name)
+        route = await resolve_route(state, principal, name)
         target = route.target_for(principal.environment)
         event.route_id, event.route_type = route.id, route.route_type.value
         event.provider, event.model = target.provider, target.model

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +30,8 @@ from ..principal import Principal, may_query
 from .orm import run_orm
 
 logger = logging.getLogger(__name__)
+
+MISS_CHECK_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,24 @@ class SnapshotHolder:
         self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=2) if redis_url else None
         self._redis_version: int | None = None
         self._task: asyncio.Task[None] | None = None
+        self._last_miss_check = 0.0
+
+    async def refresh_on_miss(self) -> bool:
+        """A key or route missing from the snapshot may have been created a moment ago (the seed's
+        create-then-query): check the version now and reload if it moved. At most once per
+        MISS_CHECK_SECONDS per process, so a flood of unknown keys cannot flood the store.
+        True if the snapshot was reloaded."""
+        now = time.monotonic()
+        if now - self._last_miss_check < MISS_CHECK_SECONDS:
+            return False
+        self._last_miss_check = now
+        try:
+            if await self._changed():
+                await self.reload()
+                return True
+        except Exception:
+            logger.exception("checking the config version on a snapshot miss failed")
+        return False
 
     async def reload(self) -> None:
         self.current = await run_orm(_load_current)
