@@ -101,6 +101,11 @@ def test_seed_demo_is_idempotent_and_grants_three_mock_routes_to_team_demo(djang
         "mock-chat", "mock-completions", "mock-embeddings",
     }
     assert RouteGrant.objects.count() == 3
+    from usage.models import Limit
+
+    assert sorted(Limit.objects.values_list("route__name", "scope", "period", "calls", "tokens")) == [
+        (name, "route_user", "minute", 60, 20_000) for name in ("mock-chat", "mock-completions", "mock-embeddings")
+    ]
     assert Consumer.objects.filter(team=demo, name="alice").count() == 1
     assert get_user_model().objects.filter(username="admin", is_superuser=True).count() == 1
 

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from routes import services
 from routes.models import Consumer, Environment, Route
+from usage.models import Limit
 
 DEMO_ROUTES = [
     ("mock-chat", "llm/v1/chat", "mock-chat-1"),
@@ -41,10 +42,15 @@ class Command(BaseCommand):
                 name=name, route_type=route_type, provider="mock", model_name=model
             )
             services.route_grant(route=route, team=team)
+            # A limit to see at work: each consumer may make 60 calls and use 20,000 tokens a minute
+            # on each demo route (X-RateLimit-* headers on every answer, 429 past it).
+            Limit.objects.get_or_create(route=route, scope=Limit.Scope.ROUTE_PER_CONSUMER, period=Limit.Period.MINUTE,
+                                        defaults={"calls": 60, "tokens": 20_000})
         issued = services.api_key_issue(consumer=consumer, name="demo key")
         url = options["url"].rstrip("/")
         self.stdout.write(
             f"\nDemo ready.\n  Admin:    {url}/admin/  (login {options['username']} / {options['password']})\n"
-            f"  API docs: {url}/api/docs/\n  Routes:   {', '.join(n for n, _, _ in DEMO_ROUTES)}\n"
+            f"  API docs: {url}/api/docs/\n  Routes:   {', '.join(n for n, _, _ in DEMO_ROUTES)}"
+            " (60 calls and 20,000 tokens a minute per consumer)\n"
             f"  Demo key (team demo, consumer alice; shown once):\n{issued.plaintext}\n"
         )
