@@ -20,7 +20,8 @@ def test_known_providers_are_registered_by_name() -> None:
 
 
 def test_unknown_provider_is_a_config_error_listing_the_known_ones() -> None:
-    with pytest.raises(ProviderConfigError, match=r"Unknown provider 'anthropix'.*mock, mosaicml, ollama, openai") as caught:
+    known = r"Unknown provider 'anthropix'.*mock, mosaicml, ollama, openai"
+    with pytest.raises(ProviderConfigError, match=known) as caught:
         get_provider("anthropix")
     assert caught.value.status == 400
 

@@ -24,6 +24,7 @@ class Command(BaseCommand):
         column = ProviderCredential._meta.get_field("secrets").column
         assert column is not None
         pk_column = ProviderCredential._meta.pk.column
+        assert pk_column is not None
         qn = connection.ops.quote_name
         try:
             crypto.fernet()  # a missing or malformed key fails here, even with no rows to rotate
