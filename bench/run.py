@@ -1101,6 +1101,16 @@ def prepare_gateway(env: dict[str, str], upstream_port: int) -> str:
         config = {"openai_api_key": UPSTREAM_KEY, "openai_api_base": f"http://127.0.0.1:{upstream_port}{base}"}
         code += (f"; services.route_create(name={name!r}, route_type='llm/v1/chat', provider='openai', "
                  f"model_name={MODEL!r}, config={config!r})")
+    # Full governance: limits on every scope the limiter checks per call (per consumer per minute with
+    # calls and tokens, the route per day, the team's money per month), caps high enough never to refuse.
+    limits = [
+        {"key": "user", "renewal_period": "minute", "calls": 10**9, "tokens": 10**12},
+        {"key": "route", "renewal_period": "day", "calls": 10**9},
+        {"key": "team", "renewal_period": "month", "usd": "1000000"},
+    ]
+    code += ("; from routes.models import Route; from usage.limits.services import parse_route_limits, "
+             f"route_limits_set; route_limits_set(route=Route.objects.get(name={ROUTE!r}), "
+             f"entries=parse_route_limits({limits!r}))")
     _run([*manage, "shell", "-c", code], timeout=120, env=env, cwd=PROJECT_DIR, what="manage.py shell (route_create)")
     out = _run([*manage, "issue_key", "--team", "bench", "--consumer", "load", "--route", ROUTE,
                 "--route", STREAM_ROUTE], timeout=120, env=env, cwd=PROJECT_DIR, what="manage.py issue_key").stdout
