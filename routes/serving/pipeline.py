@@ -18,7 +18,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from providers.base import GatewayError, InvalidRequest, StdRequest, Target, Usage
+from providers.base import GatewayError, InvalidRequest, StdRequest, Usage
 from providers.client import UpstreamClient
 from usage.events import UsageEventData
 from usage.recorder import UsageRecorder
@@ -126,11 +126,18 @@ def settle_later(state: ServingState, reservation: Reservation | None, usage: Us
     task.add_done_callback(_settling.discard)
 
 
+def count_usage(event: UsageEventData, usage: Usage) -> None:
+    """The call's tokens onto its usage event (the vendor's total when it gave one)."""
+    event.input_tokens = usage.input_tokens or 0
+    event.output_tokens = usage.output_tokens or 0
+    event.total_tokens = usage.total_tokens or event.input_tokens + event.output_tokens
+    event.tokens_estimated = usage.estimated
+
+
 async def open_stream(
     state: ServingState,
     family: Family,
     route: RouteEntry,
-    target: Target,
     std_request: StdRequest,
     renderer: OpenAIStreamRenderer,
     event: UsageEventData,
@@ -147,9 +154,7 @@ async def open_stream(
 
     def on_end(tally: StreamTally, error: GatewayError | None, abandoned: bool) -> None:
         usage = tally.usage()
-        event.input_tokens, event.output_tokens = usage.input_tokens or 0, usage.output_tokens or 0
-        event.total_tokens = event.input_tokens + event.output_tokens
-        event.tokens_estimated = usage.estimated
+        count_usage(event, usage)
         event.ttft_ms = tally.ttft_ms
         if error is not None:
             event.status_code, event.error_code = error.status, error.code
@@ -206,7 +211,7 @@ async def serve_query(
         try:
             if renderer is not None:
                 event.stream = True
-                streamed = await open_stream(state, family, route, target, std_request, renderer, event, started,
+                streamed = await open_stream(state, family, route, std_request, renderer, event, started,
                                              reservation)
                 streamed.headers["X-Request-Id"] = event.request_id
                 streamed.headers.update(rate_headers)
@@ -224,11 +229,7 @@ async def serve_query(
             await limits_settle(limiter=state.limiter, reservation=reservation, usage=None)
             raise
         await limits_settle(limiter=state.limiter, reservation=reservation, usage=std_response.usage)
-        usage = std_response.usage
-        event.input_tokens = usage.input_tokens or 0
-        event.output_tokens = usage.output_tokens or 0
-        event.total_tokens = usage.total_tokens or event.input_tokens + event.output_tokens
-        event.tokens_estimated = usage.estimated
+        count_usage(event, std_response.usage)
         response: Response = JSONResponse(family.render(route, body, std_response))
     except GatewayError as exc:
         event.status_code, event.error_code = exc.status, exc.code
