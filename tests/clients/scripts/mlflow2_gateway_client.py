@@ -57,8 +57,8 @@ warnings.simplefilter("ignore", FutureWarning)  # every gateway API warns "depre
 
 import mlflow  # noqa: E402
 import mlflow.gateway as gw  # noqa: E402
-import requests  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
+from script_common import Env, dump, expect_http_error  # noqa: E402
 
 STEPS = (
     "get_route",
@@ -74,53 +74,6 @@ STEPS = (
 UNKNOWN_ROUTE = "no-such-route-7f3c2a"
 
 
-def _dump(model: Any) -> Any:
-    if hasattr(model, "model_dump"):
-        return model.model_dump(mode="json")
-    return json.loads(model.json())  # pydantic v1
-
-
-def _http_error(exc: BaseException) -> dict[str, Any]:
-    """Status and body of the requests.HTTPError MLflow raises for a non-2xx answer."""
-    if not isinstance(exc, requests.exceptions.HTTPError) or exc.response is None:
-        raise AssertionError(f"expected requests.HTTPError, got {type(exc).__name__}: {exc}")
-    resp = exc.response
-    try:
-        body: Any = resp.json()
-    except ValueError:
-        body = resp.text
-    return {"status": resp.status_code, "body": body, "message": str(exc)[:500]}
-
-
-def _expect_http_error(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    try:
-        value = fn(*args, **kwargs)
-    except requests.exceptions.HTTPError as exc:
-        return _http_error(exc)
-    raise AssertionError(f"{getattr(fn, '__name__', fn)} did not raise; returned {value!r:.300}")
-
-
-class _Env:
-    """Temporarily set/unset environment variables (the client re-reads them on every call)."""
-
-    def __init__(self, **values: str | None) -> None:
-        self.values = values
-        self.saved: dict[str, str | None] = {}
-
-    def __enter__(self) -> None:
-        for k, v in self.values.items():
-            self.saved[k] = os.environ.get(k)
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-    def __exit__(self, *exc: object) -> None:
-        for k, v in self.saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def step_get_route(a: argparse.Namespace) -> dict[str, Any]:
@@ -128,9 +81,9 @@ def step_get_route(a: argparse.Namespace) -> dict[str, Any]:
     if not name:
         raise SkipStep("no route name given")
     route = gw.get_route(name)
-    out = _dump(route)
+    out = dump(route)
     assert route.name == name, (route.name, name)
-    out["_via_client_class"] = _dump(gw.MlflowGatewayClient(a.gateway_uri).get_route(name))
+    out["_via_client_class"] = dump(gw.MlflowGatewayClient(a.gateway_uri).get_route(name))
     return out
 
 
@@ -213,12 +166,12 @@ def step_query_embeddings(a: argparse.Namespace) -> dict[str, Any]:
 def step_bad_token(a: argparse.Namespace) -> dict[str, Any]:
     name = a.chat_route or a.completions_route or a.embeddings_route or UNKNOWN_ROUTE
     out: dict[str, Any] = {}
-    with _Env(MLFLOW_TRACKING_TOKEN="gw-invalid_0000000000000000"):
-        out["wrong_key_get_route"] = _expect_http_error(gw.get_route, name)
-        out["wrong_key_query"] = _expect_http_error(gw.query, route=name, data={"prompt": "x"})
-    with _Env(MLFLOW_TRACKING_TOKEN=None):
-        out["no_key_get_route"] = _expect_http_error(gw.get_route, name)
-        out["no_key_search_routes"] = _expect_http_error(gw.search_routes)
+    with Env(MLFLOW_TRACKING_TOKEN="gw-invalid_0000000000000000"):
+        out["wrong_key_get_route"] = expect_http_error(gw.get_route, name)
+        out["wrong_key_query"] = expect_http_error(gw.query, route=name, data={"prompt": "x"})
+    with Env(MLFLOW_TRACKING_TOKEN=None):
+        out["no_key_get_route"] = expect_http_error(gw.get_route, name)
+        out["no_key_search_routes"] = expect_http_error(gw.search_routes)
     for k, v in out.items():
         assert v["status"] == 401, (k, v)
     return out
@@ -226,8 +179,8 @@ def step_bad_token(a: argparse.Namespace) -> dict[str, Any]:
 
 def step_unknown_route(a: argparse.Namespace) -> dict[str, Any]:
     out = {
-        "get_route": _expect_http_error(gw.get_route, UNKNOWN_ROUTE),
-        "query": _expect_http_error(gw.query, route=UNKNOWN_ROUTE, data={"prompt": "x"}),
+        "get_route": expect_http_error(gw.get_route, UNKNOWN_ROUTE),
+        "query": expect_http_error(gw.query, route=UNKNOWN_ROUTE, data={"prompt": "x"}),
     }
     for k, v in out.items():
         assert v["status"] == 404, (k, v)
@@ -259,21 +212,21 @@ def step_create_delete(a: argparse.Namespace) -> dict[str, Any]:
         out["plain_uri_refused"] = str(exc)[:200]
     # "databricks" mode: host + token come from DATABRICKS_HOST / DATABRICKS_TOKEN; plain
     # requests (no databricks-sdk) so the wire is the same as the other calls.
-    with _Env(
+    with Env(
         DATABRICKS_HOST=a.gateway_uri,
         DATABRICKS_TOKEN=a.admin_token,
         MLFLOW_ENABLE_DB_SDK="false",
     ):
         client = gw.MlflowGatewayClient("databricks")
         created = client.create_route(**body)
-        out["created"] = _dump(created)
+        out["created"] = dump(created)
         assert created.name == body["name"], out
-        out["get_after_create"] = _dump(client.get_route(body["name"]))
+        out["get_after_create"] = dump(client.get_route(body["name"]))
         # a consumer key must not be able to delete
-        with _Env(DATABRICKS_TOKEN=a.token or "gw-invalid_0"):
-            out["delete_with_consumer_key"] = _expect_http_error(client.delete_route, body["name"])
+        with Env(DATABRICKS_TOKEN=a.token or "gw-invalid_0"):
+            out["delete_with_consumer_key"] = expect_http_error(client.delete_route, body["name"])
         client.delete_route(body["name"])
-        out["get_after_delete"] = _expect_http_error(client.get_route, body["name"])
+        out["get_after_delete"] = expect_http_error(client.get_route, body["name"])
     assert out["delete_with_consumer_key"]["status"] in (401, 403), out
     assert out["get_after_delete"]["status"] == 404, out
     return out
@@ -284,19 +237,19 @@ def step_limits(a: argparse.Namespace) -> dict[str, Any]:
     if not a.admin_token or not route:
         raise SkipStep("no admin token or no route")
     limits = [{"calls": 50, "renewal_period": "minute", "key": "user"}]
-    with _Env(MLFLOW_TRACKING_TOKEN=a.admin_token):
+    with Env(MLFLOW_TRACKING_TOKEN=a.admin_token):
         client = gw.MlflowGatewayClient(a.gateway_uri)
-        set_ = _dump(client.set_limits(route, limits))
-        got = _dump(client.get_limits(route))
+        set_ = dump(client.set_limits(route, limits))
+        got = dump(client.get_limits(route))
     assert any(x["calls"] == 50 and x["renewal_period"] == "minute" for x in got["limits"]), got
     out: dict[str, Any] = {"set": set_, "get": got}
     if a.token:  # a consumer sees its own limits (the extra fields are ignored by the client)
-        mine = _dump(gw.MlflowGatewayClient(a.gateway_uri).get_limits(route))
+        mine = dump(gw.MlflowGatewayClient(a.gateway_uri).get_limits(route))
         assert any(x["calls"] == 50 for x in mine["limits"]), mine
         out["consumer_get"] = mine
-        out["route_limit"] = _dump(gw.get_route(route))["limit"]
+        out["route_limit"] = dump(gw.get_route(route))["limit"]
         assert out["route_limit"]["calls"] == 50 and out["route_limit"]["key"] == "user", out
-    with _Env(MLFLOW_TRACKING_TOKEN=a.admin_token):
+    with Env(MLFLOW_TRACKING_TOKEN=a.admin_token):
         gw.MlflowGatewayClient(a.gateway_uri).set_limits(route, [])  # leave the route unlimited
     return out
 

@@ -68,8 +68,8 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 warnings.simplefilter("ignore", FutureWarning)
 
 import mlflow  # noqa: E402
-import requests  # noqa: E402
 from mlflow.deployments import get_deploy_client  # noqa: E402
+from script_common import Env, dump, expect_http_error  # noqa: E402
 
 STEPS = (
     "list_endpoints",
@@ -100,62 +100,6 @@ class SkipStep(Exception):
     pass
 
 
-def _dump(model: Any) -> Any:
-    if hasattr(model, "model_dump"):
-        return model.model_dump(mode="json")
-    return json.loads(model.json())  # pydantic v1
-
-
-def _http_error(exc: BaseException) -> dict[str, Any]:
-    """Status and body of the requests.HTTPError MLflow raises for a non-2xx answer."""
-    if not isinstance(exc, requests.exceptions.HTTPError) or exc.response is None:
-        raise AssertionError(f"expected requests.HTTPError, got {type(exc).__name__}: {exc}")
-    resp = exc.response
-    try:
-        body: Any = resp.json()
-    except ValueError:
-        body = resp.text
-    return {
-        "status": resp.status_code,
-        "body": body,
-        # DESIGN: MLflow paths answer {"error_code": "...", "message": "..."} (recorded, the
-        # client itself never parses error bodies)
-        "mlflow_error_shape": isinstance(body, dict)
-        and isinstance(body.get("error_code"), str)
-        and isinstance(body.get("message"), str),
-        "message": str(exc)[:500],
-    }
-
-
-def _expect_http_error(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    try:
-        value = fn(*args, **kwargs)
-    except requests.exceptions.HTTPError as exc:
-        return _http_error(exc)
-    raise AssertionError(f"{getattr(fn, '__name__', fn)} did not raise; returned {value!r:.300}")
-
-
-class _Env:
-    """Temporarily set/unset environment variables (the client re-reads them on every call)."""
-
-    def __init__(self, **values: str | None) -> None:
-        self.values = values
-        self.saved: dict[str, str | None] = {}
-
-    def __enter__(self) -> None:
-        for k, v in self.values.items():
-            self.saved[k] = os.environ.get(k)
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-    def __exit__(self, *exc: object) -> None:
-        for k, v in self.saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _client(a: argparse.Namespace) -> Any:
@@ -225,7 +169,7 @@ def step_list_endpoints(a: argparse.Namespace) -> dict[str, Any]:
         "public_names": public,
         "duplicates": dups,
         "missing": missing,
-        "sample": _dump(endpoints[0]) if endpoints else None,
+        "sample": dump(endpoints[0]) if endpoints else None,
     }
     assert not dups, f"duplicate endpoints across pages: {dups}"
     assert public == names, "list_endpoints() differs from the manual page walk"
@@ -244,7 +188,7 @@ def step_get_endpoint(a: argparse.Namespace) -> dict[str, Any]:
     for attr, name in given.items():
         ep = client.get_endpoint(name)
         raw = client._call_endpoint("GET", f"/api/2.0/endpoints/{name}")
-        dumped = _dump(ep)
+        dumped = dump(ep)
         out[name] = {"endpoint": dumped, "raw": raw}
         assert ep.name == name, (ep.name, name)
         assert ep.endpoint_type == EXPECTED_TYPES[attr], (name, ep.endpoint_type)
@@ -309,17 +253,17 @@ def step_bad_token(a: argparse.Namespace) -> dict[str, Any]:
     name = a.chat_endpoint or a.completions_endpoint or a.embeddings_endpoint or UNKNOWN_ENDPOINT
     client = _client(a)
     out: dict[str, Any] = {}
-    with _Env(MLFLOW_TRACKING_TOKEN="gw-invalid_0000000000000000"):
-        out["wrong_key_get_endpoint"] = _expect_http_error(client.get_endpoint, name)
-        out["wrong_key_list_endpoints"] = _expect_http_error(client.list_endpoints)
-        out["wrong_key_predict"] = _expect_http_error(client.predict, endpoint=name, inputs=dict(CHAT_BODY))
+    with Env(MLFLOW_TRACKING_TOKEN="gw-invalid_0000000000000000"):
+        out["wrong_key_get_endpoint"] = expect_http_error(client.get_endpoint, name)
+        out["wrong_key_list_endpoints"] = expect_http_error(client.list_endpoints)
+        out["wrong_key_predict"] = expect_http_error(client.predict, endpoint=name, inputs=dict(CHAT_BODY))
         # auth before validation: a bad key with a bad body is 401, not 400
-        out["wrong_key_bad_body"] = _expect_http_error(
+        out["wrong_key_bad_body"] = expect_http_error(
             client.predict, endpoint=name, inputs={**CHAT_BODY, "temperature": 3}
         )
-    with _Env(MLFLOW_TRACKING_TOKEN=None):
-        out["no_key_get_endpoint"] = _expect_http_error(client.get_endpoint, name)
-        out["no_key_predict"] = _expect_http_error(client.predict, endpoint=name, inputs=dict(CHAT_BODY))
+    with Env(MLFLOW_TRACKING_TOKEN=None):
+        out["no_key_get_endpoint"] = expect_http_error(client.get_endpoint, name)
+        out["no_key_predict"] = expect_http_error(client.predict, endpoint=name, inputs=dict(CHAT_BODY))
     for k, v in out.items():
         assert v["status"] == 401, (k, v)
     return out
@@ -328,8 +272,8 @@ def step_bad_token(a: argparse.Namespace) -> dict[str, Any]:
 def step_unknown_endpoint(a: argparse.Namespace) -> dict[str, Any]:
     client = _client(a)
     out = {
-        "get_endpoint": _expect_http_error(client.get_endpoint, UNKNOWN_ENDPOINT),
-        "predict": _expect_http_error(client.predict, endpoint=UNKNOWN_ENDPOINT, inputs=dict(CHAT_BODY)),
+        "get_endpoint": expect_http_error(client.get_endpoint, UNKNOWN_ENDPOINT),
+        "predict": expect_http_error(client.predict, endpoint=UNKNOWN_ENDPOINT, inputs=dict(CHAT_BODY)),
     }
     for k, v in out.items():
         assert v["status"] == 404, (k, v)
@@ -340,7 +284,7 @@ def step_bad_body(a: argparse.Namespace) -> dict[str, Any]:
     if not a.chat_endpoint:
         raise SkipStep("no chat endpoint")
     out = {
-        "temperature_3": _expect_http_error(
+        "temperature_3": expect_http_error(
             _client(a).predict, endpoint=a.chat_endpoint, inputs={**CHAT_BODY, "temperature": 3}
         )
     }
